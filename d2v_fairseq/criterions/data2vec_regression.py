@@ -1,0 +1,92 @@
+"""``data2vec_regression``: the data2vec loss over masked steps, with collapse detection."""
+
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+from ..modules.regression import feature_std, regression_loss
+
+
+class RepresentationCollapse(RuntimeError):
+    """Raised when the targets or predictions stop varying: the student and teacher have
+    collapsed to a constant representation and further training is wasted."""
+
+
+@dataclass
+class Data2VecRegressionConfig(FairseqDataclass):
+    min_target_var: float = field(
+        default=0.1, metadata={"help": "stop training if target_var falls below this"}
+    )
+    min_pred_var: float = field(
+        default=0.01, metadata={"help": "stop training if pred_var falls below this"}
+    )
+    var_check_after_updates: int = field(
+        default=5000, metadata={"help": "check the variance floors only after this many updates"}
+    )
+
+
+@register_criterion("data2vec_regression", dataclass=Data2VecRegressionConfig)
+class Data2VecRegressionCriterion(FairseqCriterion):
+    """Smooth L1 (beta from the model config; 0 = L2) between the student's predictions and the
+    teacher's targets at masked steps, scaled by 1/sqrt(dim) unless ``loss_scale`` is set.
+    sample_size is the number of masked steps."""
+
+    def __init__(self, cfg: Data2VecRegressionConfig, task):
+        super().__init__(task)
+        self.cfg = cfg
+
+    def forward(self, model, sample, reduce=True):
+        out = model(**sample["net_input"], sample_ids=sample.get("id"))
+        pred, target = out["pred"], out["target"]
+        loss = regression_loss(pred, target, model.cfg.loss_beta, model.cfg.loss_scale).sum()
+        sample_size = pred.size(0)
+        with torch.no_grad():
+            target_var = feature_std(target)
+            pred_var = feature_std(pred)
+        if model.training:
+            self.check_collapse(model.num_updates, float(target_var), float(pred_var))
+        logging_output = {
+            "loss": loss.detach(),
+            "sample_size": sample_size,
+            "nsentences": sample["net_input"]["source"].size(0),
+            "target_var": float(target_var),
+            "pred_var": float(pred_var),
+            "ema_decay": float(out["ema_decay"]),
+        }
+        return loss, sample_size, logging_output
+
+    def check_collapse(self, num_updates: int, target_var: float, pred_var: float) -> None:
+        if num_updates < self.cfg.var_check_after_updates:
+            return
+        for name, value, floor in (
+            ("target_var", target_var, self.cfg.min_target_var),
+            ("pred_var", pred_var, self.cfg.min_pred_var),
+        ):
+            if value < floor:
+                raise RepresentationCollapse(
+                    f"{name}={value:.4g} fell below criterion.min_{name}={floor} at update "
+                    f"{num_updates}: the representation has collapsed. Lower the learning rate, "
+                    f"raise ema_decay or check the data; the floors are criterion.min_target_var "
+                    f"and criterion.min_pred_var."
+                )
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        loss = sum(float(log.get("loss", 0)) for log in logging_outputs)
+        metrics.log_scalar("loss", loss / max(sample_size, 1), sample_size, round=4)
+        metrics.log_scalar("sample_size", sample_size / max(len(logging_outputs), 1), round=1)
+        for key in ("target_var", "pred_var"):
+            values = [log[key] for log in logging_outputs if key in log]
+            if values:
+                metrics.log_scalar(key, sum(values) / len(values), round=4)
+        decays = [log["ema_decay"] for log in logging_outputs if "ema_decay" in log]
+        if decays:
+            metrics.log_scalar("ema_decay", decays[0], weight=0, round=6)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return False

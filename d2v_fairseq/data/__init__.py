@@ -1,0 +1,1 @@
+from .manifest import ManifestError, read_manifest  # noqa: F401

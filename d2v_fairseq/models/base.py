@@ -1,0 +1,164 @@
+"""The teacher/student core every data2vec modality shares (not registered itself).
+
+A modality subclass provides four stages:
+
+* ``embed(source, padding_mask)``: the front end, giving features (B, T, C) and padding (B, T);
+* ``mask(features, padding_mask, sample_ids)``: the student's masked view and the mask (B, T);
+* ``encode_student(x, padding_mask)``: the student Transformer, giving (B, T, C);
+* ``encode_teacher(features, padding_mask, blocks)``: the teacher's per-block features,
+  a list of (B, T, C), computed with the EMA copy ``blocks`` of ``teacher_scope()``.
+
+The core adds the EMA teacher, target building, the regression head and checkpointing.
+"""
+
+import logging
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from fairseq.models import BaseFairseqModel
+from torch import nn
+
+from ..modules.ema import EMATeacher, ema_decay_at
+from ..modules.targets import build_targets
+from .config import Data2VecSharedConfig, target_final_norm, target_layer_norm
+
+logger = logging.getLogger(__name__)
+
+EMA_KEY = "_ema"
+EMA_UPDATES_KEY = "_ema_updates"
+
+
+class Data2VecModel(BaseFairseqModel):
+    """Student + EMA teacher + regression head; see the module docstring for the stages."""
+
+    def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        for key in ("ema_transformer_only", "ema_layers_only"):
+            if not getattr(cfg, key):
+                raise ValueError(f"model config: {key}=false is not supported (the teacher copies "
+                                 "the Transformer blocks; front end and positional encoder are shared)")
+        self.target_layer_norm = target_layer_norm(cfg)
+        self.target_final_norm = target_final_norm(cfg)
+        self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim)
+        self.num_updates = 0
+        self.teacher: Optional[EMATeacher] = None
+        # the update count whose student the teacher has absorbed; -1: none yet
+        self.teacher_updates = -1
+
+    # --- stages a modality provides -------------------------------------------------------
+    def teacher_scope(self) -> nn.Module:
+        raise NotImplementedError
+
+    def embed(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]):
+        raise NotImplementedError
+
+    def mask(self, features, padding_mask, sample_ids=None):
+        raise NotImplementedError
+
+    def encode_student(self, x, padding_mask, layer: Optional[int] = None):
+        raise NotImplementedError
+
+    def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
+        raise NotImplementedError
+
+    # --- EMA teacher ----------------------------------------------------------------------
+    def ema_decay(self) -> float:
+        return ema_decay_at(
+            self.num_updates, self.cfg.ema_decay, self.cfg.ema_end_decay, self.cfg.ema_anneal_end_step
+        )
+
+    def _ensure_teacher(self) -> EMATeacher:
+        if self.teacher is None:
+            logger.info("making the EMA teacher from the student's current weights")
+            self.teacher = EMATeacher(self.teacher_scope())
+            self.teacher_updates = self.num_updates
+        return self.teacher
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """Called by fairseq before every forward of an update (several times with
+        update_freq > 1): the teacher absorbs the student once per new update count."""
+        super().set_num_updates(num_updates)
+        self.num_updates = num_updates
+        if self.final_proj is None or not self.training:
+            return
+        teacher = self._ensure_teacher()
+        if num_updates > self.teacher_updates:
+            scope = self.teacher_scope()
+            teacher.to(next(scope.parameters()).device)
+            teacher.step(scope, self.ema_decay())
+            self.teacher_updates = num_updates
+
+    # --- the training forward -------------------------------------------------------------
+    @torch.no_grad()
+    def make_targets(self, features: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Teacher targets (B, T, C) fp32 from the unmasked ``features`` (B, T, C)."""
+        teacher = self._ensure_teacher().to(features.device)
+        teacher.model.eval()
+        layer_outputs = self.encode_teacher(features.detach().float(), padding_mask, teacher.model)
+        return build_targets(
+            layer_outputs, self.cfg.average_top_k_layers, self.target_layer_norm, self.target_final_norm
+        )
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+        mask: bool = True,
+        features_only: bool = False,
+        layer: Optional[int] = None,
+        sample_ids: Optional[Sequence[int]] = None,
+        **unused,
+    ) -> Dict[str, torch.Tensor]:
+        """Pre-training step: returns ``pred`` and ``target`` (N, C) at the N masked steps,
+        ``mask_indices`` (B, T) and ``ema_decay``. With ``features_only`` it returns the
+        student's output instead (see ``extract_features``)."""
+        features, padding_mask = self.embed(source, padding_mask)
+        if features_only:
+            x, mask_indices = self.mask(features, padding_mask, sample_ids) if mask else (features, None)
+            x = self.encode_student(x, padding_mask, layer=layer)
+            return {"x": x, "padding_mask": padding_mask, "layer_results": [], "mask_indices": mask_indices}
+        if self.final_proj is None:
+            raise RuntimeError("pre-training modules were removed; call with features_only=True")
+        x, mask_indices = self.mask(features, padding_mask, sample_ids)
+        x = self.encode_student(x, padding_mask)
+        target = self.make_targets(features, padding_mask)
+        pred = self.final_proj(x[mask_indices])  # (N, C): masked steps only
+        return {
+            "pred": pred,
+            "target": target[mask_indices],
+            "mask_indices": mask_indices,
+            "ema_decay": self.teacher.decay if self.teacher is not None else self.ema_decay(),
+        }
+
+    def extract_features(self, source, padding_mask=None, mask=False, layer=None, **kwargs):
+        """Student features: {"x": (B, T, C), "padding_mask": (B, T) or None, "layer_results": []}."""
+        return self.forward(source, padding_mask, mask=mask, features_only=True, layer=layer, **kwargs)
+
+    def remove_pretraining_modules(self, last_layer: Optional[int] = None) -> None:
+        """Drops the teacher and the regression head (for fine-tuning)."""
+        self.final_proj = None
+        self.teacher = None
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if self.teacher is not None:
+            state[prefix + EMA_KEY] = self.teacher.state_dict()
+            state[prefix + EMA_UPDATES_KEY] = torch.tensor(self.teacher_updates)
+        return state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        ema_state = state_dict.pop(prefix + EMA_KEY, None)
+        ema_updates = state_dict.pop(prefix + EMA_UPDATES_KEY, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if ema_state is None or self.final_proj is None:
+            # no saved teacher (or no pre-training): rebuild it from the loaded student when needed
+            self.teacher = None
+            return
+        self.teacher = EMATeacher(self.teacher_scope())
+        ignored = self.teacher.load_state_dict(ema_state)
+        if ignored:
+            logger.info(f"EMA teacher: not loaded (shared with the student): {sorted(ignored)[:4]}...")
+        # released checkpoints have no update marker: their teacher holds the saved student
+        self.teacher_updates = int(ema_updates) if ema_updates is not None else self.num_updates

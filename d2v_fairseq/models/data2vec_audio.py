@@ -1,0 +1,184 @@
+"""``data2vec_audio``: data2vec for speech (Baevski et al., 2022, sec. 4.2).
+
+Front end: fairseq's wav2vec 2.0 conv feature encoder over the (normalized) 16 kHz waveform,
+a layer norm and a projection to the Transformer width. Masking: span masks replaced by a
+learned embedding. Student: fairseq's wav2vec 2.0 ``TransformerEncoder``. The parameter names
+are those of fairseq's released data2vec speech checkpoints.
+"""
+
+import ast
+import logging
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import torch
+from fairseq.models import register_model
+from fairseq.models.wav2vec.wav2vec2 import (
+    ConvFeatureExtractionModel,
+    TransformerEncoder,
+    Wav2Vec2Config,
+)
+from fairseq.modules import GradMultiply, LayerNorm
+from torch import nn
+
+from ..modules.masking import channel_mask, span_mask
+from ..modules.transformer import pad_time, run_blocks, zero_padding
+from .base import Data2VecModel
+from .config import Data2VecSharedConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Data2VecAudioConfig(Wav2Vec2Config, Data2VecSharedConfig):
+    """wav2vec 2.0's encoder fields plus the shared data2vec fields; the defaults are the
+    paper's speech Base values (fairseq's ``base_librispeech`` recipe)."""
+
+    extractor_mode: str = field(
+        default="layer_norm", metadata={"help": "conv front end normalization: layer_norm or default"}
+    )
+    encoder_layerdrop: float = field(default=0.05, metadata={"help": "probability of dropping a block"})
+    conv_pos: int = field(default=95, metadata={"help": "kernel size of the positional conv"})
+    pos_conv_depth: int = field(default=5, metadata={"help": "number of positional conv layers"})
+    instance_norm_target_layer: bool = field(
+        default=True, metadata={"help": "instance-normalize each target block output (speech)"}
+    )
+    average_top_k_layers: int = field(default=8, metadata={"help": "K: number of top blocks averaged"})
+
+
+def parse_conv_layers(spec: str) -> List[Tuple[int, int, int]]:
+    """'[(512, 10, 5)] + [(512, 3, 2)] * 4' -> [(dim, kernel, stride), ...] without eval()."""
+    total: List[Tuple[int, int, int]] = []
+    for part in spec.split("+"):
+        part = part.strip()
+        repeat = 1
+        if "]" in part and "*" in part[part.rindex("]"):]:
+            part, times = part.rsplit("*", 1)
+            repeat = int(times.strip())
+        layers = ast.literal_eval(part.strip())
+        if not all(isinstance(l, tuple) and len(l) == 3 for l in layers):
+            raise ValueError(f"model config: conv_feature_layers={spec!r}: expected (dim, kernel, stride) tuples")
+        total.extend([tuple(int(v) for v in l) for l in layers] * repeat)
+    return total
+
+
+@register_model("data2vec_audio", dataclass=Data2VecAudioConfig)
+class Data2VecAudioModel(Data2VecModel):
+    """data2vec speech model; see the module docstring."""
+
+    def __init__(self, cfg: Data2VecAudioConfig):
+        super().__init__(cfg, cfg.encoder_embed_dim)
+        self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
+        conv_dim = self.conv_layers[-1][0]
+        self.feature_extractor = ConvFeatureExtractionModel(
+            conv_layers=self.conv_layers, dropout=0.0, mode=cfg.extractor_mode, conv_bias=cfg.conv_bias
+        )
+        self.layer_norm = LayerNorm(conv_dim)
+        self.post_extract_proj = nn.Linear(conv_dim, cfg.encoder_embed_dim)
+        self.dropout_input = nn.Dropout(cfg.dropout_input)
+        self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        self.encoder = TransformerEncoder(cfg)
+
+    @classmethod
+    def build_model(cls, cfg: Data2VecAudioConfig, task=None):
+        return cls(cfg)
+
+    def teacher_scope(self) -> nn.Module:
+        # the EMA copy: blocks and the encoder's layer norm; the positional conv is shared
+        return nn.ModuleDict({"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm})
+
+    # --- front end ------------------------------------------------------------------------
+    def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """Number of frames the conv stack gives for ``input_lengths`` samples (B,)."""
+        lengths = input_lengths.float()
+        for _, kernel, stride in self.conv_layers:
+            lengths = torch.floor((lengths - kernel) / stride + 1)
+        return lengths.long()
+
+    def embed(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]):
+        """``source`` (B, S) waveform -> features (B, T, C), frame padding (B, T) or None."""
+        if self.cfg.feature_grad_mult > 0:
+            features = self.feature_extractor(source)
+            if self.cfg.feature_grad_mult != 1.0:
+                features = GradMultiply.apply(features, self.cfg.feature_grad_mult)
+        else:
+            with torch.no_grad():
+                features = self.feature_extractor(source)
+        features = self.layer_norm(features.transpose(1, 2))  # (B, C, T) -> (B, T, C)
+        frame_padding = None
+        if padding_mask is not None and padding_mask.any():
+            lengths = self.output_lengths((~padding_mask).long().sum(-1))
+            frame_padding = torch.arange(features.size(1), device=features.device)[None, :] >= lengths[:, None]
+        return self.post_extract_proj(features), frame_padding
+
+    # --- masking --------------------------------------------------------------------------
+    def mask(self, features, padding_mask, sample_ids=None):
+        """Span masks (mask_prob, mask_length) replaced by ``mask_emb``; channel masks
+        (mask_channel_prob, used in fine-tuning) zeroed. Returns x (B, T, C), mask (B, T) or None."""
+        cfg = self.cfg
+        B, T, C = features.shape
+        x = self.dropout_input(features)
+        seed_args = dict(seed=cfg.seed, num_updates=self.num_updates, sample_ids=sample_ids, device=x.device)
+        channels = None
+        if cfg.mask_channel_prob > 0:
+            channels = channel_mask(B, C, cfg.mask_channel_prob, cfg.mask_channel_length, **seed_args)
+            if cfg.mask_channel_before:
+                x = x.masked_fill(channels[:, None, :], 0.0)
+        mask_indices = None
+        if cfg.mask_prob > 0:
+            mask_indices = span_mask(
+                (B, T),
+                padding_mask,
+                cfg.mask_prob,
+                cfg.mask_length,
+                min_masks=1,
+                require_same_masks=cfg.require_same_masks,
+                mask_dropout=cfg.mask_dropout,
+                mask_selection=cfg.mask_selection,
+                mask_other=cfg.mask_other,
+                no_overlap=cfg.no_mask_overlap,
+                min_space=cfg.mask_min_space,
+                **seed_args,
+            )
+            x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+        if channels is not None and not cfg.mask_channel_before:
+            x = x.masked_fill(channels[:, None, :], 0.0)
+        return x, mask_indices
+
+    # --- Transformer ----------------------------------------------------------------------
+    def _encoder_input(self, x, padding_mask, layer_norm: nn.Module):
+        """Positional conv (shared) + pre-block layer norm + padding to the required multiple.
+        ``x`` (B, T, C) -> (T', B, C), padding (B, T'), pad length."""
+        enc = self.encoder
+        x = zero_padding(x, padding_mask)
+        pos = enc.pos_conv(x.transpose(1, 2).to(next(enc.pos_conv.parameters()).dtype))
+        x = x + pos.transpose(1, 2).to(x.dtype)
+        if not enc.layer_norm_first:
+            x = layer_norm(x)
+        x, padding_mask, pad = pad_time(x, padding_mask, enc.required_seq_len_multiple)
+        return x.transpose(0, 1), padding_mask, pad
+
+    def encode_student(self, x, padding_mask, layer: Optional[int] = None):
+        """Student Transformer on ``x`` (B, T, C) -> (B, T, C); ``layer`` stops after that block."""
+        enc = self.encoder
+        T = x.size(1)
+        x, padding_mask, _ = self._encoder_input(x, padding_mask, enc.layer_norm)
+        x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
+        layers = enc.layers if layer is None else enc.layers[: layer + 1]
+        x, _ = run_blocks(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0)
+        if enc.layer_norm_first and layer is None:
+            x = enc.layer_norm(x)
+        return x.transpose(0, 1)[:, :T]  # (T', B, C) -> (B, T, C), undo the time padding
+
+    def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
+        """The teacher's chosen feature of every block, each (B, T, C), from unmasked features."""
+        T = features.size(1)
+        x, padding_mask, _ = self._encoder_input(features, padding_mask, blocks["layer_norm"])
+        _, captured = run_blocks(
+            blocks["layers"],
+            x,
+            padding_mask,
+            capture=self.cfg.target_feature,
+            attention_window=self.cfg.teacher_attention_window,
+        )
+        return [y.transpose(0, 1)[:, :T] for y in captured]

@@ -1,0 +1,105 @@
+"""Running a stack of fairseq wav2vec 2.0 Transformer blocks with what data2vec needs on top:
+
+* the output of every block at a chosen point (the paper's ablation, sec. 5.3 / table 4):
+  ``ffn`` the feed-forward output before the last residual connection (the default),
+  ``attn`` the self-attention output before its residual, ``block`` the block's output;
+* an optional local self-attention window of +-N steps (the contextualization ablation);
+* layerdrop drawn from torch's RNG, which fairseq reseeds every update, so runs repeat.
+
+fairseq's ``TransformerSentenceEncoderLayer.forward`` neither exposes the attention output
+nor passes an attention mask in its post-LN branch, so the block is run here from its
+sub-modules; ``tests/modules/test_transformer.py`` checks it equals fairseq's forward.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TARGET_FEATURES = ("ffn", "attn", "block")
+
+
+def local_attention_mask(length: int, window: int, device: torch.device) -> Optional[torch.Tensor]:
+    """Additive mask (T, T): 0 where |i - j| <= window, -inf elsewhere; None for window <= 0."""
+    if window <= 0:
+        return None
+    pos = torch.arange(length, device=device)
+    far = (pos[None, :] - pos[:, None]).abs() > window
+    return torch.zeros(length, length, device=device).masked_fill(far, float("-inf"))
+
+
+def run_block(
+    layer: nn.Module,
+    x: torch.Tensor,
+    padding_mask: Optional[torch.Tensor],
+    attn_mask: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """One ``TransformerSentenceEncoderLayer`` on ``x`` (T, B, C).
+
+    Returns the block output (T, B, C) and {"attn", "ffn", "block"} each (T, B, C).
+    """
+    residual = x
+    if layer.layer_norm_first:
+        x = layer.self_attn_layer_norm(x)
+    attn, _ = layer.self_attn(
+        query=x, key=x, value=x, key_padding_mask=padding_mask, attn_mask=attn_mask, need_weights=False
+    )
+    x = residual + layer.dropout1(attn)
+    if not layer.layer_norm_first:
+        x = layer.self_attn_layer_norm(x)
+    residual = x
+    if layer.layer_norm_first:
+        x = layer.final_layer_norm(x)
+    ffn = layer.fc2(layer.dropout2(layer.activation_fn(layer.fc1(x))))
+    x = residual + layer.dropout3(ffn)
+    if not layer.layer_norm_first:
+        x = layer.final_layer_norm(x)
+    return x, {"attn": attn, "ffn": ffn, "block": x}
+
+
+def run_blocks(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    padding_mask: Optional[torch.Tensor],
+    *,
+    capture: Optional[str] = None,
+    attention_window: int = 0,
+    layerdrop: float = 0.0,
+) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """The block stack on ``x`` (T, B, C). With ``capture`` set, also returns that feature of
+    every block (each (T, B, C)); layerdrop applies only in training and never when capturing
+    (the teacher must see every layer)."""
+    attn_mask = local_attention_mask(x.size(0), attention_window, x.device)
+    if attn_mask is not None:
+        attn_mask = attn_mask.to(x.dtype)
+    captured: List[torch.Tensor] = []
+    for layer in layers:
+        if layers.training and layerdrop > 0 and capture is None and torch.rand(()) < layerdrop:
+            continue
+        x, feats = run_block(layer, x, padding_mask, attn_mask)
+        if capture is not None:
+            captured.append(feats[capture])
+    return x, captured
+
+
+def zero_padding(x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``x`` (B, T, C) with padded steps set to 0 (out of place)."""
+    if padding_mask is None:
+        return x
+    return x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+
+
+def pad_time(x: torch.Tensor, padding_mask: Optional[torch.Tensor], multiple: int):
+    """Pads ``x`` (B, T, C) on the time axis to a multiple of ``multiple`` (what fairseq's
+    encoder does for fused kernels); returns (x, padding_mask, pad_length)."""
+    pad = (-x.size(1)) % multiple if multiple > 1 else 0
+    if pad == 0:
+        return x, padding_mask, 0
+    x = F.pad(x, (0, 0, 0, pad))
+    if padding_mask is None:
+        padding_mask = x.new_zeros(x.shape[:2], dtype=torch.bool)
+        padding_mask[:, -pad:] = True
+    else:
+        padding_mask = F.pad(padding_mask, (0, pad), value=True)
+    return x, padding_mask, pad

@@ -1,0 +1,1 @@
+from .audio_pretraining import CheckedAudioPretrainingTask  # noqa: F401
