@@ -55,6 +55,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
             "target_var": float(target_var),
             "pred_var": float(pred_var),
             "ema_decay": float(out["ema_decay"]),
+            "log_count": 1,  # the per-output statistics above are averaged over log_count
         }
         return loss, sample_size, logging_output
 
@@ -75,18 +76,19 @@ class Data2VecRegressionCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        loss = sum(float(log.get("loss", 0)) for log in logging_outputs)
-        metrics.log_scalar("loss", loss / max(sample_size, 1), sample_size, round=4)
-        metrics.log_scalar("sample_size", sample_size / max(len(logging_outputs), 1), round=1)
+        def total(key):
+            return sum(float(log.get(key, 0)) for log in logging_outputs)
+
+        sample_size = total("sample_size")
+        count = max(total("log_count"), 1)
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1), sample_size, round=4)
+        metrics.log_scalar("sample_size", sample_size / count, round=1)
         for key in ("target_var", "pred_var"):
-            values = [log[key] for log in logging_outputs if key in log]
-            if values:
-                metrics.log_scalar(key, sum(values) / len(values), round=4)
-        decays = [log["ema_decay"] for log in logging_outputs if "ema_decay" in log]
-        if decays:
-            metrics.log_scalar("ema_decay", decays[0], weight=0, round=6)
+            metrics.log_scalar(key, total(key) / count, round=4)
+        metrics.log_scalar("ema_decay", total("ema_decay") / count, weight=0, round=6)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
-        return False
+        # summable (each statistic is divided by the summed log_count): fairseq then reduces
+        # logs with an all-reduce, which works on CPU/gloo, not an all-gather on CUDA buffers
+        return True

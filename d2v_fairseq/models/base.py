@@ -128,7 +128,7 @@ class Data2VecModel(BaseFairseqModel):
             "pred": pred,
             "target": target[mask_indices],
             "mask_indices": mask_indices,
-            "ema_decay": self.teacher.decay if self.teacher is not None else self.ema_decay(),
+            "ema_decay": self.ema_decay(),
         }
 
     def extract_features(self, source, padding_mask=None, mask=False, layer=None, **kwargs):

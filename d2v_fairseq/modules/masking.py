@@ -1,20 +1,26 @@
-"""Masking that repeats: span masks drawn from an RNG seeded by (seed, update, samples).
+"""Masking that repeats: span masks drawn from RNGs seeded by (seed, update, sample id).
 
-fairseq's ``compute_mask_indices`` draws from the global numpy RNG, which nobody seeds per
-update, so two runs with one seed (or a run and its resumption) mask differently. Here every
-draw happens under ``numpy_seed(seed, update, *sample_ids)`` and leaves the global RNG as it was.
+Called without ``seed``/``epoch``/``indices``, fairseq's ``compute_mask_indices`` draws from
+fresh, unseeded generators, so two runs with one seed (or a run and its resumption) mask
+differently; that is what the reference does. Here every call passes them: each sample's
+mask is a function of (seed, update, sample id) alone, and the global RNG is untouched.
 """
 
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from fairseq.data.data_utils import compute_mask_indices, numpy_seed
+from fairseq.data.data_utils import compute_mask_indices
 
 
-def _seed_key(seed: int, num_updates: int, sample_ids: Optional[Sequence[int]], salt: int):
-    ids = tuple(int(i) for i in sample_ids) if sample_ids is not None else ()
-    return (int(seed), int(num_updates), salt, hash(ids))
+def _seeding(seed: int, num_updates: int, sample_ids: Optional[Sequence[int]], batch: int, salt: int) -> dict:
+    """compute_mask_indices' own seeding arguments; without sample ids, the batch position
+    stands in for the id. ``salt`` separates the time and channel masks."""
+    if sample_ids is None:
+        ids = torch.arange(batch)
+    else:
+        ids = torch.as_tensor([int(i) for i in sample_ids])
+    return {"seed": int(seed) * 2 + salt, "epoch": int(num_updates), "indices": ids}
 
 
 def span_mask(
@@ -36,22 +42,22 @@ def span_mask(
     device: Optional[torch.device] = None,
 ) -> torch.Tensor:
     """Boolean mask (B, T): spans of ``mask_length`` starting with probability ``mask_prob``
-    (so that about ``mask_prob * mask_length`` of the steps would be covered without overlap;
-    with overlap p=0.65, length 10 covers about 49%)."""
-    with numpy_seed(*_seed_key(seed, num_updates, sample_ids, salt=0)):
-        mask = compute_mask_indices(
-            shape,
-            padding_mask,
-            mask_prob,
-            mask_length,
-            mask_type=mask_selection,
-            mask_other=mask_other,
-            min_masks=min_masks,
-            no_overlap=no_overlap,
-            min_space=min_space,
-            require_same_masks=require_same_masks,
-            mask_dropout=mask_dropout,
-        )
+    (overlapping spans: p=0.65, length 10 covers about 49% of the steps; ``require_same_masks``
+    then trims every row to the batch's smallest count)."""
+    mask = compute_mask_indices(
+        shape,
+        padding_mask,
+        mask_prob,
+        mask_length,
+        mask_type=mask_selection,
+        mask_other=mask_other,
+        min_masks=min_masks,
+        no_overlap=no_overlap,
+        min_space=min_space,
+        require_same_masks=require_same_masks,
+        mask_dropout=mask_dropout,
+        **_seeding(seed, num_updates, sample_ids, shape[0], salt=0),
+    )
     return torch.from_numpy(np.asarray(mask)).to(device)
 
 
@@ -67,6 +73,7 @@ def channel_mask(
     device: Optional[torch.device] = None,
 ) -> torch.Tensor:
     """Boolean mask (B, C) of feature channels to zero (SpecAugment-style, used in fine-tuning)."""
-    with numpy_seed(*_seed_key(seed, num_updates, sample_ids, salt=1)):
-        mask = compute_mask_indices((batch, channels), None, mask_prob, mask_length)
+    mask = compute_mask_indices(
+        (batch, channels), None, mask_prob, mask_length, **_seeding(seed, num_updates, sample_ids, batch, salt=1)
+    )
     return torch.from_numpy(np.asarray(mask)).to(device)

@@ -1,0 +1,46 @@
+"""``d2v-hydra-train``: fairseq-hydra-train, plus multi-process training on CPU-only machines.
+
+THE WORKAROUND, in this one place: under torchrun, fairseq's launcher sets
+``device_id = rank % torch.cuda.device_count()``, which divides by zero without a GPU, and
+spawns ``torch.cuda.device_count()`` processes itself. When torchrun's variables are set and
+no GPU is visible, we hand fairseq the rank, world size and ``env://`` init method as config
+overrides, so its launcher skips that inference, and select the gloo backend. With a GPU,
+or without torchrun, the command is exactly fairseq-hydra-train.
+"""
+
+import os
+import sys
+from typing import List, Mapping
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def cpu_torchrun_overrides(env: Mapping[str, str] = os.environ) -> List[str]:
+    """Hydra overrides that let fairseq train under torchrun without GPUs; [] otherwise."""
+    import torch
+
+    if not all(k in env for k in TORCHRUN_VARS) or torch.cuda.is_available():
+        return []
+    return [
+        "distributed_training.distributed_init_method=env://",
+        f"distributed_training.distributed_world_size={int(env['WORLD_SIZE'])}",
+        f"distributed_training.distributed_rank={int(env['RANK'])}",
+        "distributed_training.distributed_no_spawn=true",
+        "distributed_training.distributed_backend=gloo",
+        "distributed_training.device_id=0",
+        "common.cpu=true",
+    ]
+
+
+def hydra_train() -> None:
+    """Entry point of ``d2v-hydra-train`` (same arguments as fairseq-hydra-train)."""
+    extra = cpu_torchrun_overrides()
+    given = {arg.split("=", 1)[0].lstrip("+") for arg in sys.argv[1:] if "=" in arg}
+    sys.argv += [o for o in extra if o.split("=", 1)[0] not in given]
+    from fairseq_cli.hydra_train import cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    hydra_train()

@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny configs, a seeded model, a small synthesized corpus."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from fairseq.dataclass.configs import FairseqConfig
+from omegaconf import OmegaConf
+
+import d2v_fairseq  # noqa: F401  (registers the package with fairseq)
+from d2v_fairseq.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+
+TINY_AUDIO = dict(
+    conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 2",
+    encoder_layers=3,
+    encoder_embed_dim=32,
+    encoder_ffn_embed_dim=64,
+    encoder_attention_heads=4,
+    conv_pos=15,
+    conv_pos_groups=4,
+    pos_conv_depth=3,
+    average_top_k_layers=2,
+    encoder_layerdrop=0.0,
+    mask_length=3,
+    ema_anneal_end_step=100,
+)
+
+
+def tiny_audio_cfg(**overrides):
+    """A tiny data2vec_audio config inside a full fairseq config (for its interpolations)."""
+    root = OmegaConf.structured(FairseqConfig)
+    root.model = OmegaConf.merge(OmegaConf.structured(Data2VecAudioConfig), TINY_AUDIO, overrides)
+    return root.model
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return Data2VecAudioModel(tiny_audio_cfg())
+
+
+@pytest.fixture
+def waveforms():
+    """(source (2, 4000), padding_mask (2, 4000)): the second utterance is 3000 samples long."""
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(2, 4000, generator=g)
+    padding_mask = torch.zeros(2, 4000, dtype=torch.bool)
+    padding_mask[1, 3000:] = True
+    return source, padding_mask
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A small synthesized corpus (espeak-ng): 24 train, 8 valid, 8 test utterances."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is required by the tests (apt-get install espeak-ng; `make test` does it)")
+    from d2v_fairseq.data.demo_corpus import build_corpus
+
+    return build_corpus(str(tmp_path_factory.mktemp("corpus")), train=24, valid=8, test=8, seed=3)
+
+
+def run_cli(args, cwd=None, env=None, timeout=600):
+    """Runs a console script of the venv; returns the completed process (output captured)."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc

@@ -1,0 +1,43 @@
+import numpy as np
+import torch
+
+from d2v_fairseq.modules.masking import channel_mask, span_mask
+
+
+def test_span_masks_cover_about_49_percent_for_p065_len10():
+    mask = span_mask((64, 500), None, 0.65, 10, seed=1, num_updates=0, require_same_masks=False)
+    assert mask.dtype == torch.bool and mask.shape == (64, 500)
+    fraction = mask.float().mean().item()
+    assert 0.44 <= fraction <= 0.54, fraction
+    assert len(set(mask.sum(-1).tolist())) > 1
+
+
+def test_require_same_masks_equalizes_rows_to_the_smallest():
+    free = span_mask((16, 500), None, 0.65, 10, seed=1, num_updates=0, require_same_masks=False)
+    same = span_mask((16, 500), None, 0.65, 10, seed=1, num_updates=0, require_same_masks=True)
+    assert set(same.sum(-1).tolist()) == {int(free.sum(-1).min())}
+
+
+def test_masks_repeat_from_seed_update_and_ids_and_leave_global_rng_alone():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = span_mask((4, 100), None, 0.65, 10, seed=1, num_updates=7, sample_ids=[3, 4, 5, 6])
+    assert (np.random.get_state()[1] == before).all()
+    b = span_mask((4, 100), None, 0.65, 10, seed=1, num_updates=7, sample_ids=[3, 4, 5, 6])
+    c = span_mask((4, 100), None, 0.65, 10, seed=1, num_updates=8, sample_ids=[3, 4, 5, 6])
+    d = span_mask((4, 100), None, 0.65, 10, seed=1, num_updates=7, sample_ids=[9, 4, 5, 6])
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c) and not torch.equal(a, d)
+
+
+def test_masks_avoid_padding():
+    padding = torch.zeros(2, 100, dtype=torch.bool)
+    padding[1, 50:] = True
+    mask = span_mask((2, 100), padding, 0.65, 10, seed=1, num_updates=0)
+    assert not mask[1, 50:].any()
+
+
+def test_channel_mask_shape_and_fraction():
+    mask = channel_mask(8, 256, 0.5, 10, seed=1, num_updates=0)
+    assert mask.shape == (8, 256)
+    assert 0.2 < mask.float().mean() < 0.8

@@ -1,0 +1,37 @@
+import pytest
+import torch
+from fairseq.models.wav2vec.wav2vec2 import TransformerSentenceEncoderLayer
+
+from d2v_fairseq.modules.transformer import local_attention_mask, run_block, run_blocks
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_run_block_equals_fairseq_forward(layer_norm_first):
+    torch.manual_seed(0)
+    layer = TransformerSentenceEncoderLayer(16, 32, 4, dropout=0.0, attention_dropout=0.0,
+                                            activation_dropout=0.0, activation_fn="gelu",
+                                            layer_norm_first=layer_norm_first).eval()
+    x = torch.randn(7, 2, 16)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, 5:] = True
+    expected, (_, ffn) = layer(x, self_attn_padding_mask=padding)
+    out, feats = run_block(layer, x, padding)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(feats["ffn"], ffn, atol=1e-6)
+    assert torch.equal(feats["block"], out)
+
+
+def test_local_window_limits_what_each_step_sees():
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([TransformerSentenceEncoderLayer(16, 32, 4, 0.0, 0.0, 0.0, "gelu")]).eval()
+    x = torch.randn(12, 1, 16)
+    changed = x.clone()
+    changed[11] += 5.0  # perturb the last step only
+    base, _ = run_blocks(layers, x, None, attention_window=2)
+    pert, _ = run_blocks(layers, changed, None, attention_window=2)
+    assert torch.allclose(base[:9], pert[:9], atol=1e-6)  # steps 0..8 cannot see step 11
+    assert not torch.allclose(base[9:], pert[9:])
+    full, _ = run_blocks(layers, changed, None)
+    assert not torch.allclose(full[:9], base[:9])  # without a window, everything sees it
+    mask = local_attention_mask(5, 1, torch.device("cpu"))
+    assert mask[0, 1] == 0 and mask[0, 2] == float("-inf")
