@@ -28,7 +28,7 @@ espeak:
 demo: $(STAMP) espeak
 	$(VPY) -m d2v_fairseq.demo --work $(WORK)
 
-test: $(STAMP)
+test: $(STAMP) espeak
 	$(VPY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -3,18 +3,43 @@
 fairseq's ``FileAudioDataset`` fails on a bad manifest line with a bare assertion, and on a
 missing or corrupt file only when a batch reaches it, hours into training. This task reads
 every manifest before training and names the manifest, line and file of the first problem.
+
+It also makes the random crops repeat: fairseq's ``RawAudioDataset`` crops the longer
+utterances of a batch at a start drawn from the global numpy RNG, so a resumed run (which
+reseeds that RNG) crops differently from an uninterrupted one. Here each batch is collated
+under a numpy seed made of (seed, epoch, the batch's sample ids).
 """
 
 import logging
 import os
 from dataclasses import dataclass, field
 
+from fairseq.data import BaseWrapperDataset
+from fairseq.data.data_utils import numpy_seed
 from fairseq.tasks import register_task
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
 from ..data.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
+
+
+class SeededCollater(BaseWrapperDataset):
+    """Collates each batch under ``numpy_seed(seed, epoch, hash(ids))``."""
+
+    def __init__(self, dataset, seed: int):
+        super().__init__(dataset)
+        self.seed = seed
+        self.epoch = 1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        super().set_epoch(epoch)
+
+    def collater(self, samples):
+        ids = tuple(int(s["id"]) for s in samples)
+        with numpy_seed(self.seed, self.epoch, hash(ids)):
+            return self.dataset.collater(samples)
 
 
 @dataclass
@@ -38,4 +63,5 @@ class CheckedAudioPretrainingTask(AudioPretrainingTask):
                     manifest, check_files=task_cfg.check_audio_files, sample_rate=task_cfg.sample_rate
                 )
                 logger.info(f"{manifest}: {len(entries)} utterances checked")
-        return super().load_dataset(split, task_cfg, **kwargs)
+        super().load_dataset(split, task_cfg, **kwargs)
+        self.datasets[split] = SeededCollater(self.datasets[split], task_cfg.seed)
