@@ -21,6 +21,7 @@ from fairseq.models.wav2vec.wav2vec2 import (
 from fairseq.modules import GradMultiply, LayerNorm
 from torch import nn
 
+from ..modules.conv_frontend import conv_features
 from ..modules.masking import channel_mask, span_mask
 from ..modules.transformer import pad_time, run_blocks, zero_padding
 from .base import Data2VecModel
@@ -98,13 +99,13 @@ class Data2VecAudioModel(Data2VecModel):
     def embed(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]):
         """``source`` (B, S) waveform -> features (B, T, C), frame padding (B, T) or None."""
         if self.cfg.feature_grad_mult > 0:
-            features = self.feature_extractor(source)
+            features = conv_features(self.feature_extractor, source)  # (B, T, C)
             if self.cfg.feature_grad_mult != 1.0:
                 features = GradMultiply.apply(features, self.cfg.feature_grad_mult)
         else:
             with torch.no_grad():
-                features = self.feature_extractor(source)
-        features = self.layer_norm(features.transpose(1, 2))  # (B, C, T) -> (B, T, C)
+                features = conv_features(self.feature_extractor, source)
+        features = self.layer_norm(features)
         frame_padding = None
         if padding_mask is not None and padding_mask.any():
             lengths = self.output_lengths((~padding_mask).long().sum(-1))
