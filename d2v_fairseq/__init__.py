@@ -4,6 +4,14 @@ Importing the package registers its models, tasks and criterions with fairseq (f
 auto-imports only the ``models/`` and ``tasks/`` of a user-dir, never ``criterions/``).
 """
 
+import torch
+from fairseq.data.dictionary import Dictionary
+
 from . import criterions, models, tasks  # noqa: F401
 
 __version__ = "0.1.0"
+
+# torch >= 2.6 loads checkpoints with weights_only=True, and fairseq's loader does not say
+# otherwise; fine-tuned checkpoints pickle the target Dictionary in their task state.
+# Allow that one fairseq class, so fairseq-generate and fine-tuning can read them.
+torch.serialization.add_safe_globals([Dictionary])

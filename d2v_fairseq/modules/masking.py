@@ -72,8 +72,18 @@ def channel_mask(
     sample_ids: Optional[Sequence[int]] = None,
     device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Boolean mask (B, C) of feature channels to zero (SpecAugment-style, used in fine-tuning)."""
-    mask = compute_mask_indices(
-        (batch, channels), None, mask_prob, mask_length, **_seeding(seed, num_updates, sample_ids, batch, salt=1)
-    )
-    return torch.from_numpy(np.asarray(mask)).to(device)
+    """Boolean mask (B, C) of feature channels to zero (SpecAugment-style, used in fine-tuning):
+    per row, int(mask_prob * C / mask_length + u) spans of ``mask_length``, u ~ U[0, 1).
+
+    Written here rather than through ``compute_mask_indices``, which raises ("this should
+    never happens") whenever a row draws zero spans, as narrow models with small
+    ``mask_channel_prob`` do."""
+    seeding = _seeding(seed, num_updates, sample_ids, batch, salt=1)
+    mask = np.zeros((batch, channels), dtype=bool)
+    length = min(mask_length, channels)
+    for row, sample_id in enumerate(seeding["indices"].tolist()):
+        rng = np.random.default_rng(int(hash((seeding["seed"], seeding["epoch"], sample_id)) % 1e6))
+        count = int(mask_prob * channels / float(mask_length) + rng.random())
+        for start in rng.integers(0, channels - length + 1, size=count):
+            mask[row, start: start + length] = True
+    return torch.from_numpy(mask).to(device)

@@ -1,1 +1,2 @@
+from .audio_ctc import AudioCtcTask  # noqa: F401
 from .audio_pretraining import CheckedAudioPretrainingTask  # noqa: F401

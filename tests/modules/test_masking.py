@@ -41,3 +41,12 @@ def test_channel_mask_shape_and_fraction():
     mask = channel_mask(8, 256, 0.5, 10, seed=1, num_updates=0)
     assert mask.shape == (8, 256)
     assert 0.2 < mask.float().mean() < 0.8
+
+
+def test_channel_mask_draws_zero_spans_without_crashing_and_repeats():
+    # 0.1 * 64 / 8 = 0.8 expected spans: some rows get none (fairseq's function raises there)
+    a = channel_mask(32, 64, 0.1, 8, seed=1, num_updates=3)
+    b = channel_mask(32, 64, 0.1, 8, seed=1, num_updates=3)
+    assert torch.equal(a, b)
+    per_row = a.sum(-1)
+    assert (per_row == 0).any() and (per_row > 0).any()
