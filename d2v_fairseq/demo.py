@@ -1,13 +1,16 @@
-"""The main job on the built-in demo corpus (``make demo``):
+"""The main job on the built-in demo corpus (``make demo``), the whole speech pipeline:
 
-1. synthesize the demo spoken corpus with espeak-ng (skipped when already built);
-2. pre-train a tiny data2vec_audio model on it with fairseq-hydra-train
-   (examples/audio/pretraining/tiny_cpu.yaml; resumes, or skips when already done).
+1. synthesize the demo spoken corpus with espeak-ng;
+2. pre-train a tiny data2vec_audio model (examples/audio/pretraining/tiny_cpu.yaml);
+3. fine-tune it with CTC on letters (examples/audio/finetuning/tiny_cpu.yaml), and, with the
+   same budget, the same architecture from random initialization (the baseline);
+4. build a word 3-gram LM (ARPA, modified Kneser-Ney) and a lexicon from the training text;
+5. decode the test set with fairseq-generate, viterbi and lexicon beam search + KenLM;
+6. print a WER table with the decoding real-time factors.
 
-    python -m d2v_fairseq.demo --work work/demo [--updates 300]
+    python -m d2v_fairseq.demo --work work/demo
 
-Prints fairseq's progress as it goes and a summary: the loss at the start and the end, the
-EMA decay, and where the checkpoint is.
+Every stage reuses what an earlier run built (fairseq resumes from checkpoint_last.pt).
 """
 
 import argparse
@@ -16,62 +19,122 @@ import re
 import subprocess
 import sys
 import time
+from typing import Dict, List, Optional
 
 from .data.demo_corpus import build_corpus
+from .decoding.lm import KneserNeyLM, read_sentences, write_lexicon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.dirname(sys.executable)
+SHOW = ("train_inner", "valid on", "done training", "Error", "WER:", "real-time factor", "Traceback")
 
 
 def stage(message: str) -> None:
     print(f"\n=== {message}", flush=True)
 
 
-def pretrain(corpus: str, save_dir: str, updates: int) -> list:
-    """Runs tiny pre-training, streaming fairseq's log; returns [(update, loss, ema_decay)]."""
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train"),
-        "--config-dir", os.path.join(REPO, "examples", "audio", "pretraining"), "--config-name", "tiny_cpu",
-        f"common.user_dir={PACKAGE}", f"task.data={corpus}", f"checkpoint.save_dir={save_dir}",
-        f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra",
-    ]
-    points = []
-    pattern = re.compile(r"loss=([\d.]+).*ema_decay=([\d.]+).*num_updates=(\d+)")
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+def run(cmd: List[str], log_path: str, show=SHOW) -> str:
+    """Runs ``cmd``, printing the lines that show progress and saving all output to
+    ``log_path``; returns the output. Stops the demo with the log's tail on failure."""
+    lines = []
+    with open(log_path, "w") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")
+    ) as proc:
         for line in proc.stdout:
-            if "train_inner" in line or "valid on" in line or "done training" in line or "Error" in line:
-                print("  " + line.rstrip().split(" - ", 1)[-1], flush=True)
-            match = pattern.search(line)
-            if match and "train_inner" in line:
-                points.append((int(match.group(3)), float(match.group(1)), float(match.group(2))))
+            log.write(line)
+            lines.append(line)
+            if any(key in line for key in show):
+                print("  " + line.rstrip().split(" - ", 1)[-1][-200:], flush=True)
     if proc.returncode != 0:
-        raise SystemExit(f"pre-training failed (exit {proc.returncode}); command:\n  {' '.join(cmd)}")
-    return points
+        tail = "".join(lines[-30:])
+        raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\nfull log: {log_path}")
+    return "".join(lines)
+
+
+def hydra_train(config_dir: str, overrides: List[str], log_path: str) -> str:
+    cmd = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", os.path.join(REPO, "examples", "audio", config_dir),
+           "--config-name", "tiny_cpu", f"common.user_dir={PACKAGE}", *overrides]
+    return run(cmd, log_path)
+
+
+def decode(corpus: str, checkpoint: str, out_dir: str, decoder_args: List[str]) -> Dict[str, float]:
+    """fairseq-generate on the test set; returns {"wer", "rtf"} (cached beside the results)."""
+    os.makedirs(out_dir, exist_ok=True)
+    log_path = os.path.join(out_dir, "generate.log")
+    if os.path.isfile(log_path) and os.path.getmtime(log_path) > os.path.getmtime(checkpoint):
+        output = open(log_path).read()
+        print(f"  reusing {log_path}")
+    else:
+        cmd = [os.path.join(BIN, "fairseq-generate"), corpus, "--user-dir", PACKAGE, "--task", "d2v_audio_ctc",
+               "--path", checkpoint, "--gen-subset", "test", "--scoring", "wer", "--post-process", "letter",
+               "--labels", "ltr", "--results-path", out_dir, "--max-tokens", "1000000", "--cpu", *decoder_args]
+        output = run(cmd, log_path + ".tmp", show=("WER:",))
+        os.replace(log_path + ".tmp", log_path)
+    wer = float(re.findall(r"WER: ([\d.]+)", output)[-1])
+    rtf = float(re.findall(r"real-time factor so far: ([\d.]+)", output)[-1])
+    return {"wer": wer, "rtf": rtf}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="work/demo", help="where the corpus and checkpoints go")
-    parser.add_argument("--updates", type=int, default=300, help="pre-training updates")
+    parser.add_argument("--work", default="work/demo", help="where the corpus, checkpoints and results go")
+    parser.add_argument("--pretrain-updates", type=int, default=1500)
+    parser.add_argument("--finetune-updates", type=int, default=1200)
     args = parser.parse_args()
     work = os.path.abspath(args.work)
+    os.makedirs(work, exist_ok=True)
     start = time.time()
 
-    stage("1/2 demo corpus (espeak-ng, 16 kHz)")
+    stage("1/5 demo corpus (espeak-ng, 16 kHz)")
     corpus = build_corpus(os.path.join(work, "corpus"))
-    print(f"  manifests and labels in {corpus}", flush=True)
+    print(f"  manifests, labels and dictionary in {corpus}", flush=True)
 
-    stage(f"2/2 data2vec pre-training, tiny model, {args.updates} updates (fairseq-hydra-train)")
-    save_dir = os.path.join(work, "pretrain")
-    points = pretrain(corpus, save_dir, args.updates)
+    stage(f"2/5 data2vec pre-training, tiny model, {args.pretrain_updates} updates")
+    pre_dir = os.path.join(work, "pretrain")
+    hydra_train("pretraining", [f"task.data={corpus}", f"checkpoint.save_dir={pre_dir}",
+                                f"optimization.max_update={args.pretrain_updates}", f"hydra.run.dir={pre_dir}/hydra"],
+                os.path.join(work, "pretrain.log"))
+    pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
 
-    stage("summary")
-    if points:
-        (u0, l0, _), (u1, l1, d1) = points[0], points[-1]
-        print(f"  loss {l0:.3f} at update {u0} -> {l1:.3f} at update {u1}; ema_decay {d1}")
-    else:
-        print("  already trained: nothing new to log")
-    print(f"  checkpoint: {save_dir}/checkpoint_last.pt  ({time.time() - start:.0f} s in all)")
+    finetuned = {}
+    for name, extra in (("pretrained", []), ("random init", ["+model.no_pretrained_weights=true"])):
+        stage(f"3/5 CTC fine-tuning from {name}, {args.finetune_updates} updates")
+        tag = name.replace(" ", "_")
+        ft_dir = os.path.join(work, f"finetune_{tag}")
+        hydra_train("finetuning", [f"task.data={corpus}", f"model.w2v_path={pretrained}", f"checkpoint.save_dir={ft_dir}",
+                                   f"optimization.max_update={args.finetune_updates}", f"hydra.run.dir={ft_dir}/hydra",
+                                   *extra], os.path.join(work, f"finetune_{tag}.log"))
+        finetuned[name] = os.path.join(ft_dir, "checkpoint_best.pt")
+
+    stage("4/5 language model: word 3-gram (modified Kneser-Ney, ARPA) and lexicon from the training text")
+    lm_dir = os.path.join(work, "lm")
+    os.makedirs(lm_dir, exist_ok=True)
+    arpa, lexicon = os.path.join(lm_dir, "lm.arpa"), os.path.join(lm_dir, "lexicon.txt")
+    sentences = read_sentences(os.path.join(corpus, "lm.txt"))
+    KneserNeyLM(sentences, order=3).write_arpa(arpa)
+    write_lexicon((w for s in sentences for w in s), lexicon)
+    print(f"  {arpa}, {lexicon}")
+
+    stage("5/5 decoding the test set with fairseq-generate")
+    decoders = {
+        "viterbi": ["--decoder", "viterbi"],
+        "KenLM 3-gram + lexicon": ["--decoder", "lexicon_beam", "--lm-path", arpa, "--lexicon", lexicon,
+                                   "--lm-weight", "1.0", "--word-score", "0", "--beam", "50"],
+    }
+    table: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for name, checkpoint in finetuned.items():
+        for dec_name, dec_args in decoders.items():
+            print(f"  {name} / {dec_name}", flush=True)
+            out_dir = os.path.join(work, "decode", name.replace(" ", "_"), dec_name.split()[0].lower())
+            table.setdefault(name, {})[dec_name] = decode(corpus, checkpoint, out_dir, dec_args)
+
+    stage(f"WER on the demo test set (40 utterances); {time.time() - start:.0f} s in all")
+    header = f"{'fine-tuned from':16s}" + "".join(f"{d:>26s}" for d in decoders)
+    print(header)
+    for name, row in table.items():
+        print(f"{name:16s}" + "".join(f"{row[d]['wer']:>19.2f} (RTF {row[d]['rtf']:.3f})"[-26:].rjust(26) for d in decoders))
+    print(f"\nhypotheses and references: {work}/decode/*/*/generate-test.txt")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,16 @@ class _FlashlightDecoder:
         self.options = options
         self.criterion = self.fl.CriterionType.CTC
 
+    def _dictionary(self, entries: Sequence[str]):
+        """A flashlight Dictionary of ``entries``; unknown entries map to ``<unk>`` if present."""
+        dictionary = self.fl_dict.Dictionary()
+        for entry in entries:
+            if not dictionary.contains(entry):
+                dictionary.add_entry(entry)
+        if dictionary.contains("<unk>"):
+            dictionary.set_default_index(dictionary.get_index("<unk>"))
+        return dictionary
+
     def decode(self, emissions: torch.Tensor) -> Dict:
         """``emissions`` (T, V) -> best hypothesis of the beam search."""
         emissions = emissions.float().contiguous().cpu()
@@ -138,7 +148,7 @@ class LexiconBeamDecoder(_FlashlightDecoder):
     def __init__(self, symbols, blank, silence, lexicon_path, lm_path, options: DecoderOptions = DecoderOptions()):
         super().__init__(symbols, blank, silence, options)
         lexicon = read_lexicon(lexicon_path, self.symbols)
-        self.word_dict = self.fl_dict.create_word_dict(lexicon)
+        self.word_dict = self._dictionary(list(lexicon) + ["<unk>"])
         self.lm = self.fl.KenLM(_check_arpa(lm_path), self.word_dict)
         index = {s: i for i, s in enumerate(self.symbols)}
         self.trie = self.fl.Trie(len(self.symbols), silence)
@@ -172,7 +182,7 @@ class LexiconFreeBeamDecoder(_FlashlightDecoder):
 
     def __init__(self, symbols, blank, silence, lm_path, options: DecoderOptions = DecoderOptions()):
         super().__init__(symbols, blank, silence, options)
-        self.token_dict = self.fl_dict.create_word_dict({s: [[s]] for s in self.symbols})
+        self.token_dict = self._dictionary(self.symbols)
         self.lm = self.fl.KenLM(_check_arpa(lm_path), self.token_dict)
         opts = self.fl.LexiconFreeDecoderOptions(
             beam_size=options.beam,
