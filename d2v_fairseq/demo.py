@@ -69,9 +69,10 @@ def decode(corpus: str, checkpoint: str, out_dir: str, decoder_args: List[str]) 
         cmd = [os.path.join(BIN, "fairseq-generate"), corpus, "--user-dir", PACKAGE, "--task", "d2v_audio_ctc",
                "--path", checkpoint, "--gen-subset", "test", "--scoring", "wer", "--post-process", "letter",
                "--labels", "ltr", "--results-path", out_dir, "--max-tokens", "1000000", "--cpu", *decoder_args]
-        output = run(cmd, log_path + ".tmp", show=("WER:",))
+        output = run(cmd, log_path + ".tmp", show=())
         os.replace(log_path + ".tmp", log_path)
-    wer = float(re.findall(r"WER: ([\d.]+)", output)[-1])
+    with open(os.path.join(out_dir, "generate-test.txt")) as f:  # fairseq writes the WER line there
+        wer = float(re.findall(r"WER: ([\d.]+)", f.read())[-1])
     rtf = float(re.findall(r"real-time factor so far: ([\d.]+)", output)[-1])
     return {"wer": wer, "rtf": rtf}
 
@@ -119,8 +120,8 @@ def main() -> None:
     stage("5/5 decoding the test set with fairseq-generate")
     decoders = {
         "viterbi": ["--decoder", "viterbi"],
-        "KenLM 3-gram + lexicon": ["--decoder", "lexicon_beam", "--lm-path", arpa, "--lexicon", lexicon,
-                                   "--lm-weight", "1.0", "--word-score", "0", "--beam", "50"],
+        "KenLM 3-gram + lexicon": ["--decoder", "lexicon_beam", "--kenlm-model", arpa, "--lexicon", lexicon,
+                                   "--kenlm-weight", "1.0", "--word-score", "0", "--ctc-beam", "50"],
     }
     table: Dict[str, Dict[str, Dict[str, float]]] = {}
     for name, checkpoint in finetuned.items():

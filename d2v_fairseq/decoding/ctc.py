@@ -138,6 +138,8 @@ class _FlashlightDecoder:
         result = self.decoder.decode(emissions.data_ptr(), T, V)[0]
         tokens = collapse(result.tokens, self.blank)
         tokens = [t for t in tokens if t >= 0]
+        while tokens and tokens[0] == self.silence:  # the beam search starts in silence
+            tokens.pop(0)
         return {"tokens": torch.tensor(tokens, dtype=torch.long), "score": float(result.score),
                 "words": self._words(result, tokens)}
 

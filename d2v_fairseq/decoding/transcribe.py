@@ -44,10 +44,15 @@ class Transcriber:
         self.normalize = cfg.task.normalize
         self.configure(decoder=decoder, **decoder_args)
 
+    # Python names -> the task's config fields (named apart from fairseq-generate's own)
+    FIELDS = {"lm_path": "kenlm_model", "lm_weight": "kenlm_weight", "beam": "ctc_beam",
+              "beam_threshold": "ctc_beam_threshold", "beam_size_token": "ctc_beam_size_token"}
+
     def configure(self, **decoder_args) -> None:
-        """Switches decoder or its options (decoder, lm_path, lexicon, lm_weight, word_score, ...)."""
+        """Switches decoder or its options: decoder, lm_path, lexicon, lm_weight, word_score,
+        sil_score, unk_score, beam, beam_threshold, beam_size_token."""
         for key, value in decoder_args.items():
-            setattr(self.task.cfg, key, value)
+            setattr(self.task.cfg, self.FIELDS.get(key, key), value)
         self.decoder = build_decoder(self.task.cfg, self.task.target_dictionary)
 
     @torch.no_grad()

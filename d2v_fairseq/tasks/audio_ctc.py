@@ -4,7 +4,9 @@ CTC decoding for ``fairseq-generate``.
 Fine-tuning: manifests, transcripts and the dictionary are checked before training (errors
 name file and line). Decoding: ``fairseq-generate DATA --user-dir d2v_fairseq --task
 d2v_audio_ctc --path checkpoint.pt --gen-subset test --scoring wer --post-process letter
---decoder viterbi|lexicon_beam|lexicon_free_beam [--lm-path lm.arpa --lexicon lexicon.txt ...]``.
+--decoder viterbi|lexicon_beam|lexicon_free_beam [--kenlm-model lm.arpa --lexicon lexicon.txt
+--kenlm-weight 2 --word-score -1 --ctc-beam 50 ...]``. (fairseq-generate's own ``--lm-path``,
+``--lm-weight`` and ``--beam`` belong to its sequence generator, hence the distinct names.)
 """
 
 import logging
@@ -41,12 +43,14 @@ class AudioCtcConfig(AudioFinetuningConfig):
     decoder: DECODERS = field(  # type: ignore[valid-type]
         default="viterbi", metadata={"help": "CTC decoder used by fairseq-generate"}
     )
-    lm_path: Optional[str] = field(default=None, metadata={"help": "KenLM model (ARPA or binary)"})
+    kenlm_model: Optional[str] = field(
+        default=None, metadata={"help": "KenLM model (ARPA or binary): words for lexicon_beam, letters for lexicon_free_beam"}
+    )
     lexicon: Optional[str] = field(default=None, metadata={"help": "lexicon: WORD<TAB>letters |"})
-    beam: int = field(default=50, metadata={"help": "beam size"})
-    beam_threshold: float = field(default=25.0, metadata={"help": "beam score threshold"})
-    beam_size_token: Optional[int] = field(default=None, metadata={"help": "tokens per frame; default all"})
-    lm_weight: float = field(default=2.0, metadata={"help": "language model weight"})
+    ctc_beam: int = field(default=50, metadata={"help": "beam size of the CTC beam search"})
+    ctc_beam_threshold: float = field(default=25.0, metadata={"help": "beam score threshold"})
+    ctc_beam_size_token: Optional[int] = field(default=None, metadata={"help": "tokens per frame; default all"})
+    kenlm_weight: float = field(default=2.0, metadata={"help": "language model weight"})
     word_score: float = field(default=-1.0, metadata={"help": "score added per word"})
     sil_score: float = field(default=0.0, metadata={"help": "score added per silence token"})
     unk_score: float = field(default=-math.inf, metadata={"help": "score of an unknown word"})
@@ -58,11 +62,11 @@ def build_decoder(cfg: AudioCtcConfig, tgt_dict):
     blank, silence = tgt_dict.bos(), tgt_dict.index("|")
     if cfg.decoder == "viterbi":
         return ViterbiDecoder(blank, silence, symbols)
-    options = DecoderOptions(cfg.beam, cfg.beam_threshold, cfg.beam_size_token, cfg.lm_weight,
+    options = DecoderOptions(cfg.ctc_beam, cfg.ctc_beam_threshold, cfg.ctc_beam_size_token, cfg.kenlm_weight,
                              cfg.word_score, cfg.sil_score, cfg.unk_score)
     if cfg.decoder == "lexicon_beam":
-        return LexiconBeamDecoder(symbols, blank, silence, cfg.lexicon, cfg.lm_path, options)
-    return LexiconFreeBeamDecoder(symbols, blank, silence, cfg.lm_path, options)
+        return LexiconBeamDecoder(symbols, blank, silence, cfg.lexicon, cfg.kenlm_model, options)
+    return LexiconFreeBeamDecoder(symbols, blank, silence, cfg.kenlm_model, options)
 
 
 class CtcGenerator:
