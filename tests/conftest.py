@@ -13,23 +13,11 @@ from omegaconf import OmegaConf
 import d2v_fairseq  # noqa: F401  (registers the package with fairseq)
 from d2v_fairseq.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
 
+from .helpers.tiny import TINY_AUDIO
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
-TINY_AUDIO = dict(
-    conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 2",
-    encoder_layers=3,
-    encoder_embed_dim=32,
-    encoder_ffn_embed_dim=64,
-    encoder_attention_heads=4,
-    conv_pos=15,
-    conv_pos_groups=4,
-    pos_conv_depth=3,
-    average_top_k_layers=2,
-    encoder_layerdrop=0.0,
-    mask_length=3,
-    ema_anneal_end_step=100,
-)
 
 
 def tiny_audio_cfg(**overrides):
@@ -63,6 +51,13 @@ def demo_corpus(tmp_path_factory):
     from d2v_fairseq.data.demo_corpus import build_corpus
 
     return build_corpus(str(tmp_path_factory.mktemp("corpus")), train=24, valid=8, test=8, seed=3)
+
+
+def setup_task(task_class, config_class, **fields):
+    """A task built as fairseq builds it, from its config inside a full fairseq config."""
+    root = OmegaConf.structured(FairseqConfig)
+    root.task = OmegaConf.merge(OmegaConf.structured(config_class), fields)
+    return task_class.setup_task(root.task)
 
 
 def run_cli(args, cwd=None, env=None, timeout=600):

@@ -14,7 +14,7 @@ from d2v_fairseq.data.manifest import ManifestError
 from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
 from d2v_fairseq.decoding.transcribe import Transcriber
 
-from .conftest import REPO, VENV_BIN, run_cli
+from .conftest import REPO, VENV_BIN, run_cli, setup_task
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +94,6 @@ def test_tuning_command_reports_the_best_pair(demo_corpus, finetuned):
 
 
 def test_finetuning_rejects_bad_labels(demo_corpus, tmp_path):
-    from fairseq.dataclass.configs import FairseqConfig
-    from omegaconf import OmegaConf
-
     from d2v_fairseq.tasks.audio_ctc import AudioCtcConfig, AudioCtcTask
 
     data = tmp_path / "data"
@@ -104,8 +101,6 @@ def test_finetuning_rejects_bad_labels(demo_corpus, tmp_path):
     lines = (data / "valid.ltr").read_text().splitlines()
     lines[2] = "A B 7 |"
     (data / "valid.ltr").write_text("\n".join(lines) + "\n")
-    root = OmegaConf.structured(FairseqConfig)
-    root.task = OmegaConf.merge(OmegaConf.structured(AudioCtcConfig), {"data": str(data), "labels": "ltr"})
-    task = AudioCtcTask.setup_task(root.task)
+    task = setup_task(AudioCtcTask, AudioCtcConfig, data=str(data), labels="ltr")
     with pytest.raises(ManifestError, match=r"valid.ltr:3: \['7'\] not in the dictionary"):
         task.load_dataset("valid")

@@ -3,7 +3,7 @@
 import os
 from typing import List, Set
 
-from .manifest import ManifestError
+from .manifest import ManifestError, read_lines
 
 
 def dictionary_symbols(dict_path: str) -> Set[str]:
@@ -25,10 +25,7 @@ def check_labels(label_path: str, manifest_path: str, num_utterances: int, symbo
     manifest has utterances. Returns the lines; raises ManifestError naming file and line."""
     if not os.path.isfile(label_path):
         raise ManifestError(f"{label_path}: label file not found (expected beside {manifest_path})")
-    with open(label_path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(label_path)
     for lineno, line in enumerate(lines, start=1):
         tokens = line.split()
         if not tokens:

@@ -47,6 +47,15 @@ def check_audio(path: str, where: str, num_samples: Optional[int] = None, sample
     return info.frames
 
 
+def read_lines(path: str) -> List[str]:
+    """The lines of a text file, without their newlines (a final newline adds no line)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def read_manifest(
     manifest: str, check_files: bool = True, sample_rate: int = SAMPLE_RATE
 ) -> Tuple[str, List[ManifestEntry]]:
@@ -54,10 +63,7 @@ def read_manifest(
     Returns (root, entries). Raises ManifestError naming the manifest, line and file."""
     if not os.path.isfile(manifest):
         raise ManifestError(f"{manifest}: manifest not found")
-    with open(manifest, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(manifest)
     if not lines or not lines[0].strip():
         raise ManifestError(f"{manifest}:1: expected the root directory on the first line")
     root = lines[0].strip()

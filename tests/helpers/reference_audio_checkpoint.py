@@ -8,6 +8,7 @@ OUT_DIR/checkpoint.pt: {"cfg", "model"} as fairseq saves them (teacher under mod
 OUT_DIR/io.pt: source, padding_mask, mask_indices, features (student, unmasked), loss.
 """
 
+import os
 import sys
 
 import torch
@@ -16,29 +17,15 @@ from omegaconf import OmegaConf
 
 import fairseq.examples.data2vec.models.data2vec_audio as reference
 
-TINY = dict(
-    conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 2",
-    extractor_mode="layer_norm",
-    encoder_layers=3,
-    encoder_embed_dim=32,
-    encoder_ffn_embed_dim=64,
-    encoder_attention_heads=4,
-    conv_pos=15,
-    conv_pos_groups=4,
-    pos_conv_depth=3,
-    average_top_k_layers=2,
-    instance_norm_target_layer=True,
-    ema_anneal_end_step=100,
-    encoder_layerdrop=0.0,
-    mask_prob=0.65,
-    mask_length=3,
-)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # a script run by path: find tiny.py
+from tiny import TINY_AUDIO  # noqa: E402
+
 
 
 def main(out_dir: str) -> None:
     torch.manual_seed(0)
     cfg = OmegaConf.structured(FairseqConfig)
-    cfg.model = OmegaConf.merge(OmegaConf.structured(reference.Data2VecAudioConfig), TINY)
+    cfg.model = OmegaConf.merge(OmegaConf.structured(reference.Data2VecAudioConfig), TINY_AUDIO)
     cfg.model._name = "data2vec_audio"
     cfg.optimization.max_update = 100
     cfg.task = OmegaConf.create({"_name": "audio_pretraining", "data": out_dir, "normalize": True})

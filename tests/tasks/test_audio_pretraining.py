@@ -3,17 +3,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fairseq.dataclass.configs import FairseqConfig
-from omegaconf import OmegaConf
 
 from d2v_fairseq.data.manifest import ManifestError
 from d2v_fairseq.tasks.audio_pretraining import CheckedAudioPretrainingConfig, CheckedAudioPretrainingTask
 
+from ..conftest import setup_task
+
 
 def _task(data, **overrides):
-    root = OmegaConf.structured(FairseqConfig)
-    root.task = OmegaConf.merge(OmegaConf.structured(CheckedAudioPretrainingConfig), {"data": str(data), **overrides})
-    return CheckedAudioPretrainingTask.setup_task(root.task)
+    return setup_task(CheckedAudioPretrainingTask, CheckedAudioPretrainingConfig, data=str(data), **overrides)
 
 
 def test_bad_manifest_line_stops_loading_with_file_and_line(demo_corpus, tmp_path):
