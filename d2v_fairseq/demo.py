@@ -52,10 +52,28 @@ def run(cmd: List[str], log_path: str, show=SHOW) -> str:
     return "".join(lines)
 
 
-def hydra_train(config_dir: str, overrides: List[str], log_path: str) -> str:
+def trained_updates(save_dir: str) -> int:
+    """Updates done by the run in ``save_dir`` (0 if none)."""
+    import torch
+
+    path = os.path.join(save_dir, "checkpoint_last.pt")
+    if not os.path.isfile(path):
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state["optimizer_history"][-1]["num_updates"])
+
+
+def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str) -> None:
+    """fairseq-hydra-train with a tiny_cpu config, unless ``save_dir`` already holds that many
+    updates (fairseq itself would resume and run one more)."""
+    done = trained_updates(save_dir)
+    if done >= updates:
+        print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
+        return
     cmd = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", os.path.join(REPO, "examples", "audio", config_dir),
-           "--config-name", "tiny_cpu", f"common.user_dir={PACKAGE}", *overrides]
-    return run(cmd, log_path)
+           "--config-name", "tiny_cpu", f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
+           f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
+    run(cmd, log_path)
 
 
 def decode(corpus: str, checkpoint: str, out_dir: str, decoder_args: List[str]) -> Dict[str, float]:
@@ -93,8 +111,7 @@ def main() -> None:
 
     stage(f"2/5 data2vec pre-training, tiny model, {args.pretrain_updates} updates")
     pre_dir = os.path.join(work, "pretrain")
-    hydra_train("pretraining", [f"task.data={corpus}", f"checkpoint.save_dir={pre_dir}",
-                                f"optimization.max_update={args.pretrain_updates}", f"hydra.run.dir={pre_dir}/hydra"],
+    hydra_train("pretraining", pre_dir, args.pretrain_updates, [f"task.data={corpus}"],
                 os.path.join(work, "pretrain.log"))
     pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
 
@@ -103,9 +120,8 @@ def main() -> None:
         stage(f"3/5 CTC fine-tuning from {name}, {args.finetune_updates} updates")
         tag = name.replace(" ", "_")
         ft_dir = os.path.join(work, f"finetune_{tag}")
-        hydra_train("finetuning", [f"task.data={corpus}", f"model.w2v_path={pretrained}", f"checkpoint.save_dir={ft_dir}",
-                                   f"optimization.max_update={args.finetune_updates}", f"hydra.run.dir={ft_dir}/hydra",
-                                   *extra], os.path.join(work, f"finetune_{tag}.log"))
+        hydra_train("finetuning", ft_dir, args.finetune_updates,
+                    [f"task.data={corpus}", f"model.w2v_path={pretrained}", *extra], os.path.join(work, f"finetune_{tag}.log"))
         finetuned[name] = os.path.join(ft_dir, "checkpoint_best.pt")
 
     stage("4/5 language model: word 3-gram (modified Kneser-Ney, ARPA) and lexicon from the training text")
