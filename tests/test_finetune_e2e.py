@@ -104,3 +104,42 @@ def test_finetuning_rejects_bad_labels(demo_corpus, tmp_path):
     task = setup_task(AudioCtcTask, AudioCtcConfig, data=str(data), labels="ltr")
     with pytest.raises(ManifestError, match=r"valid.ltr:3: \['7'\] not in the dictionary"):
         task.load_dataset("valid")
+
+
+def test_released_format_finetuned_checkpoint_decodes(demo_corpus, finetuned):
+    """A fine-tuned checkpoint as fairseq's own recipes write it (task audio_finetuning, its
+    w2v_args naming audio_pretraining and data2vec_audio) decodes with our task."""
+    import torch
+
+    state = torch.load(finetuned / "ft" / "checkpoint_best.pt", weights_only=False)
+    ours = {"check_audio_files", "decoder", "kenlm_model", "lexicon", "ctc_beam", "ctc_beam_threshold",
+            "ctc_beam_size_token", "kenlm_weight", "word_score", "sil_score", "unk_score"}
+    state["cfg"]["task"] = {k: v for k, v in state["cfg"]["task"].items() if k not in ours}
+    state["cfg"]["task"]["_name"] = "audio_finetuning"
+    w2v_task = state["cfg"]["model"]["w2v_args"]["task"]
+    state["cfg"]["model"]["w2v_args"]["task"] = {k: v for k, v in w2v_task.items() if k != "check_audio_files"}
+    state["cfg"]["model"]["w2v_args"]["task"]["_name"] = "audio_pretraining"
+    released = finetuned / "released_format.pt"
+    torch.save(state, released)
+    proc = run_cli([os.path.join(VENV_BIN, "fairseq-generate"), str(demo_corpus), "--user-dir", f"{REPO}/d2v_fairseq",
+                    "--task", "d2v_audio_ctc", "--path", str(released), "--gen-subset", "test", "--scoring", "wer",
+                    "--post-process", "letter", "--labels", "ltr", "--cpu", "--results-path", f"{finetuned}/gen_released",
+                    "--max-tokens", "1000000"], cwd=finetuned)
+    released_results = open(finetuned / "gen_released" / "generate-test.txt").read()
+    assert re.search(r"WER: [\d.]+", released_results)
+    # same weights, same decoder: the same hypotheses as our own checkpoint gives
+    generate(demo_corpus, finetuned, "--decoder", "viterbi")
+    ours_results = open(finetuned / "gen" / "generate-test.txt").read()
+    hypos = lambda text: sorted(l.split("\t")[-1] for l in text.splitlines() if l.startswith("D-"))
+    assert hypos(released_results) == hypos(ours_results)
+
+
+def test_finetuning_starts_from_a_released_format_pretrained_checkpoint(demo_corpus, tmp_path):
+    """model.w2v_path may point at a checkpoint written by fairseq's own data2vec_audio."""
+    run_cli([sys.executable, os.path.join(REPO, "tests", "helpers", "reference_audio_checkpoint.py"), str(tmp_path)])
+    proc = run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/finetuning",
+                    "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq", f"task.data={demo_corpus}",
+                    f"model.w2v_path={tmp_path}/checkpoint.pt", f"checkpoint.save_dir={tmp_path}/ft",
+                    "optimization.max_update=4", "dataset.validate_interval_updates=4", "model.freeze_finetune_updates=2",
+                    "model.mask_channel_length=4"], cwd=tmp_path)
+    assert re.search(r"valid on 'valid' subset .*\| wer [\d.]+", proc.stdout + proc.stderr)

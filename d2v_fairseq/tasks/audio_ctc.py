@@ -115,11 +115,14 @@ class AudioCtcTask(AudioFinetuningTask):
 
     def load_dataset(self, split: str, task_cfg=None, **kwargs):
         task_cfg = task_cfg or self.cfg
+        # fairseq-generate passes the checkpoint's task config, which for checkpoints from
+        # fairseq's own audio_finetuning lacks this task's fields
+        check_files = getattr(task_cfg, "check_audio_files", self.cfg.check_audio_files)
         dict_path = os.path.join(task_cfg.data, f"dict.{task_cfg.labels}.txt")
         symbols = dictionary_symbols(dict_path)
         for name in split.split(","):
             manifest = os.path.join(task_cfg.data, f"{name.strip()}.tsv")
-            _, entries = read_manifest(manifest, task_cfg.check_audio_files, task_cfg.sample_rate)
+            _, entries = read_manifest(manifest, check_files, task_cfg.sample_rate)
             labels = os.path.join(task_cfg.data, f"{name.strip()}.{task_cfg.labels}")
             check_labels(labels, manifest, len(entries), symbols)
         return super().load_dataset(split, task_cfg, **kwargs)

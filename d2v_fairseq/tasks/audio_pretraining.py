@@ -60,7 +60,9 @@ class CheckedAudioPretrainingTask(AudioPretrainingTask):
             for name in split.split(","):
                 manifest = os.path.join(task_cfg.data, f"{name.strip()}.tsv")
                 _, entries = read_manifest(
-                    manifest, check_files=task_cfg.check_audio_files, sample_rate=task_cfg.sample_rate
+                    manifest,
+                    check_files=getattr(task_cfg, "check_audio_files", self.cfg.check_audio_files),
+                    sample_rate=task_cfg.sample_rate,
                 )
                 logger.info(f"{manifest}: {len(entries)} utterances checked")
         super().load_dataset(split, task_cfg, **kwargs)
