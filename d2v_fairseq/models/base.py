@@ -136,9 +136,15 @@ class Data2VecModel(BaseFairseqModel):
         return self.forward(source, padding_mask, mask=mask, features_only=True, layer=layer, **kwargs)
 
     def remove_pretraining_modules(self, last_layer: Optional[int] = None) -> None:
-        """Drops the teacher and the regression head (for fine-tuning)."""
+        """Drops the teacher and the regression head (for fine-tuning); with ``last_layer``,
+        also the Transformer blocks after that one."""
         self.final_proj = None
         self.teacher = None
+        if last_layer is not None:
+            self.truncate_blocks(last_layer + 1)
+
+    def truncate_blocks(self, keep: int) -> None:
+        raise NotImplementedError
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):

@@ -88,6 +88,9 @@ class Data2VecAudioModel(Data2VecModel):
         # the EMA copy: blocks and the encoder's layer norm; the positional conv is shared
         return nn.ModuleDict({"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm})
 
+    def truncate_blocks(self, keep: int) -> None:
+        self.encoder.layers = nn.ModuleList(list(self.encoder.layers)[:keep])
+
     # --- front end ------------------------------------------------------------------------
     def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
         """Number of frames the conv stack gives for ``input_lengths`` samples (B,)."""

@@ -127,3 +127,8 @@ def test_features_only_and_remove_pretraining_modules(tiny_model, waveforms):
     assert res["x"].shape[0] == 2 and res["x"].shape[-1] == 32
     assert res["padding_mask"].shape == res["x"].shape[:2]
     assert "_ema" not in tiny_model.state_dict()
+
+
+def test_remove_pretraining_modules_can_keep_the_first_blocks(tiny_model):
+    tiny_model.remove_pretraining_modules(last_layer=1)
+    assert len(tiny_model.encoder.layers) == 2 and tiny_model.final_proj is None
