@@ -1,0 +1,51 @@
+"""Every example config opens with its command and names only keys its dataclasses declare."""
+
+import glob
+import os
+
+import pytest
+from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
+from fairseq.models import MODEL_DATACLASS_REGISTRY
+from fairseq.tasks import TASK_DATACLASS_REGISTRY
+from omegaconf import OmegaConf
+
+from .conftest import REPO
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "examples", "audio", "*", "*.yaml")))
+REGISTRIES = {"model": MODEL_DATACLASS_REGISTRY, "task": TASK_DATACLASS_REGISTRY, "criterion": CRITERION_DATACLASS_REGISTRY}
+
+
+def test_there_are_configs():
+    names = {os.path.relpath(p, os.path.join(REPO, "examples", "audio")) for p in CONFIGS}
+    assert {"pretraining/base_librispeech.yaml", "pretraining/large_librivox.yaml", "pretraining/tiny_cpu.yaml",
+            "finetuning/base_10m.yaml", "finetuning/base_960h.yaml", "finetuning/tiny_cpu.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_config_declares_its_command_and_known_keys(path):
+    text = open(path).read()
+    assert text.startswith("#") and "fairseq-hydra-train --config-dir examples/audio/" in text.split("\n\n")[0]
+    assert "/home/" not in text and "${env:" not in text
+    cfg = OmegaConf.load(path)
+    for group, registry in REGISTRIES.items():
+        section = OmegaConf.to_container(cfg[group])
+        dataclass = registry[section.pop("_name")]
+        OmegaConf.merge(OmegaConf.structured(dataclass), section)  # raises on an undeclared key
+
+
+def test_base_librispeech_has_the_paper_values():
+    cfg = OmegaConf.load(os.path.join(REPO, "examples", "audio", "pretraining", "base_librispeech.yaml"))
+    m = cfg.model
+    assert (m.encoder_layers, m.encoder_embed_dim, m.average_top_k_layers, m.loss_beta) == (12, 768, 8, 0)
+    assert m.instance_norm_target_layer and (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step) == (0.999, 0.9999, 30000)
+    assert (m.mask_prob, m.mask_length) == (0.65, 10)
+    assert cfg.optimization.lr == [0.0005] and cfg.optimization.max_update == 400000
+    assert list(cfg.lr_scheduler.phase_ratio) == [0.03, 0.9, 0.07]
+    assert cfg.optimizer.weight_decay == 0.01 and cfg.optimizer.adam_eps == 1e-06
+    assert cfg.dataset.max_tokens == 3800000 and cfg.distributed_training.distributed_world_size == 16
+    assert cfg.common.fp16
+
+
+def test_an_undeclared_key_is_caught():
+    with pytest.raises(Exception, match="bogus_key"):
+        OmegaConf.merge(OmegaConf.structured(MODEL_DATACLASS_REGISTRY["data2vec_audio"]), {"bogus_key": 1})
