@@ -31,6 +31,7 @@ SHOW = ("train_inner", "valid on", "done training", "Error", "WER:", "real-time 
 
 
 def stage(message: str) -> None:
+    """Prints a stage header."""
     print(f"\n=== {message}", flush=True)
 
 
@@ -96,6 +97,7 @@ def decode(corpus: str, checkpoint: str, out_dir: str, decoder_args: List[str]) 
 
 
 def main() -> None:
+    """Runs the demo (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="work/demo", help="where the corpus, checkpoints and results go")
     parser.add_argument("--pretrain-updates", type=int, default=1500)

@@ -17,6 +17,7 @@ class RepresentationCollapse(RuntimeError):
 
 @dataclass
 class Data2VecRegressionConfig(FairseqDataclass):
+    """Variance floors that stop a collapsed run, and when they start to apply."""
     min_target_var: float = field(
         default=0.1, metadata={"help": "stop training if target_var falls below this"}
     )
@@ -39,6 +40,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         self.cfg = cfg
 
     def forward(self, model, sample, reduce=True):
+        """(loss summed over masked steps, number of masked steps, logging output)."""
         out = model(**sample["net_input"], sample_ids=sample.get("id"))
         pred, target = out["pred"], out["target"]
         loss = regression_loss(pred, target, model.cfg.loss_beta, model.cfg.loss_scale).sum()
@@ -60,6 +62,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         return loss, sample_size, logging_output
 
     def check_collapse(self, num_updates: int, target_var: float, pred_var: float) -> None:
+        """Raises RepresentationCollapse when a variance is under its floor after the warm-up."""
         if num_updates < self.cfg.var_check_after_updates:
             return
         for name, value, floor in (
@@ -76,6 +79,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
+        """Logs loss per masked step and the mean target_var, pred_var and ema_decay."""
         def total(key):
             return sum(float(log.get(key, 0)) for log in logging_outputs)
 

@@ -103,6 +103,7 @@ def build_corpus(out_dir: str, train: int = 320, valid: int = 40, test: int = 40
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--train", type=int, default=320)

@@ -52,6 +52,7 @@ def subset_items(root: str, subset: str) -> List[Tuple[str, int, str]]:
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="the LibriSpeech directory (holding train-clean-100/ ...)")
     parser.add_argument("out_dir")

@@ -21,6 +21,7 @@ class ManifestError(ValueError):
 
 @dataclass
 class ManifestEntry:
+    """One utterance of a manifest."""
     path: str  # relative to the manifest's root
     num_samples: int
     line: int  # 1-based line number in the manifest

@@ -29,6 +29,7 @@ def collapse(frame_tokens: Sequence[int], blank: int) -> List[int]:
 
 @dataclass
 class DecoderOptions:
+    """Beam-search options (flashlight-text's names and meanings)."""
     beam: int = 50
     beam_threshold: float = 25.0
     beam_size_token: Optional[int] = None  # default: every token

@@ -22,12 +22,14 @@ from .lm import KneserNeyLM, write_lexicon
 
 
 def open_text(path: str):
+    """Opens a text file, gzipped or not."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: not found")
     return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
 
 
 def read_vocab(path: str):
+    """Upper-cased words of a vocabulary file; other characters than letters and ' are an error."""
     words = []
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
@@ -41,6 +43,7 @@ def read_vocab(path: str):
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--vocab", required=True, help="librispeech-vocab.txt")

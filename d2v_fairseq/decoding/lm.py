@@ -122,6 +122,7 @@ class KneserNeyLM:
             context = context[1:]
 
     def write_arpa(self, path: str) -> None:
+        """Writes the model in ARPA format (log10 probabilities and back-off weights)."""
         grams = [sorted(self.prob[n]) for n in range(self.order + 1)]
         unigrams = [(UNK,), (BOS,)] + grams[1]
         with open(path, "w", encoding="utf-8") as f:
@@ -153,6 +154,7 @@ def write_lexicon(words: Iterable[str], path: str) -> None:
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("text", help="one sentence per line")
     parser.add_argument("out_dir")

@@ -65,6 +65,7 @@ class Transcriber:
         return [logprobs[b, :n] for b, n in enumerate(lengths)]
 
     def text(self, hypo: Dict) -> str:
+        """A hypothesis as words: the decoder's words, else its letters post-processed."""
         if hypo["words"]:
             return " ".join(hypo["words"])
         return self.task.target_dictionary.string(hypo["tokens"], "letter")
@@ -91,6 +92,7 @@ class Transcriber:
 
 
 def tune(args) -> None:
+    """Grid search of lm_weight and word_score on a subset; prints each WER and the best pair."""
     asr = Transcriber(args.checkpoint, data_dir=args.data, decoder="lexicon_beam", lm_path=args.lm_path,
                       lexicon=args.lexicon, beam=args.beam)
     emissions, references = asr.subset_emissions(args.subset)
@@ -110,6 +112,7 @@ def tune(args) -> None:
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("tune", help="grid search of lm_weight and word_score on a dev subset")

@@ -48,22 +48,28 @@ class Data2VecModel(BaseFairseqModel):
 
     # --- stages a modality provides -------------------------------------------------------
     def teacher_scope(self) -> nn.Module:
+        """The part of the student the teacher copies (an nn.Module)."""
         raise NotImplementedError
 
     def embed(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]):
+        """Front end: source -> features (B, T, C), padding (B, T) or None."""
         raise NotImplementedError
 
     def mask(self, features, padding_mask, sample_ids=None):
+        """Student view: features (B, T, C) -> (masked x (B, T, C), mask (B, T))."""
         raise NotImplementedError
 
     def encode_student(self, x, padding_mask, layer: Optional[int] = None):
+        """Student Transformer: x (B, T, C) -> (B, T, C)."""
         raise NotImplementedError
 
     def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
+        """Teacher: unmasked features (B, T, C) -> per-block features, each (B, T, C)."""
         raise NotImplementedError
 
     # --- EMA teacher ----------------------------------------------------------------------
     def ema_decay(self) -> float:
+        """tau at the current update."""
         return ema_decay_at(
             self.num_updates, self.cfg.ema_decay, self.cfg.ema_end_decay, self.cfg.ema_anneal_end_step
         )
@@ -144,10 +150,12 @@ class Data2VecModel(BaseFairseqModel):
             self.truncate_blocks(last_layer + 1)
 
     def truncate_blocks(self, keep: int) -> None:
+        """Keeps the first ``keep`` Transformer blocks."""
         raise NotImplementedError
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """The student's state plus the teacher under ``_ema`` and its update count under ``_ema_updates``."""
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         if self.teacher is not None:
             state[prefix + EMA_KEY] = self.teacher.state_dict()

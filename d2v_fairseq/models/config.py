@@ -17,6 +17,7 @@ TARGET_FEATURE_CHOICES = ChoiceEnum(list(TARGET_FEATURES))
 
 @dataclass
 class Data2VecSharedConfig(FairseqDataclass):
+    """Targets, loss and EMA-teacher fields, declared once for every modality."""
     # targets
     average_top_k_layers: int = field(
         default=8, metadata={"help": "K: average the outputs of the teacher's top K blocks"}

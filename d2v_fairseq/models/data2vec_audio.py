@@ -82,13 +82,15 @@ class Data2VecAudioModel(Data2VecModel):
 
     @classmethod
     def build_model(cls, cfg: Data2VecAudioConfig, task=None):
+        """fairseq's constructor hook."""
         return cls(cfg)
 
     def teacher_scope(self) -> nn.Module:
-        # the EMA copy: blocks and the encoder's layer norm; the positional conv is shared
+        """The EMA copy's scope: blocks and the encoder's layer norm; the positional conv is shared."""
         return nn.ModuleDict({"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm})
 
     def truncate_blocks(self, keep: int) -> None:
+        """Keeps the first ``keep`` Transformer blocks."""
         self.encoder.layers = nn.ModuleList(list(self.encoder.layers)[:keep])
 
     # --- front end ------------------------------------------------------------------------

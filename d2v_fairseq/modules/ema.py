@@ -36,9 +36,11 @@ class EMATeacher:
 
     @property
     def device(self) -> torch.device:
+        """Where the teacher's weights are."""
         return next(self.model.parameters()).device
 
     def to(self, device: torch.device) -> "EMATeacher":
+        """Moves the teacher to ``device`` (kept fp32)."""
         if self.device != device:
             self.model.to(device)
         return self
@@ -63,6 +65,7 @@ class EMATeacher:
             buf.copy_(student_buffers[name])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """A copy of the teacher's weights, keyed like the copied module (the ``_ema`` layout)."""
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> List[str]:

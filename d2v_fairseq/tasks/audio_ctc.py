@@ -37,6 +37,7 @@ DECODERS = ChoiceEnum(["viterbi", "lexicon_beam", "lexicon_free_beam"])
 
 @dataclass
 class AudioCtcConfig(AudioFinetuningConfig):
+    """fairseq's audio_finetuning config plus input checks and the CTC decoder's options."""
     check_audio_files: bool = field(
         default=True, metadata={"help": "read every audio file's header before training"}
     )
@@ -83,6 +84,7 @@ class CtcGenerator:
 
     @torch.no_grad()
     def generate(self, models, sample, **unused):
+        """Decodes a batch: [[{tokens, score, words, positional_scores, alignment}] per utterance]."""
         start = time.perf_counter()
         model = models[0]
         net_output = model(**sample["net_input"])
@@ -106,6 +108,7 @@ class CtcGenerator:
         return hypos
 
     def rtf(self) -> float:
+        """Decoding time over audio duration so far."""
         return self.decode_seconds / max(self.audio_seconds, 1e-9)
 
 
@@ -114,6 +117,7 @@ class AudioCtcTask(AudioFinetuningTask):
     """audio_finetuning with checked inputs and CTC decoders; see the module docstring."""
 
     def load_dataset(self, split: str, task_cfg=None, **kwargs):
+        """Checks manifest, transcripts and dictionary, then loads as audio_finetuning does."""
         task_cfg = task_cfg or self.cfg
         # fairseq-generate passes the checkpoint's task config, which for checkpoints from
         # fairseq's own audio_finetuning lacks this task's fields
@@ -128,4 +132,5 @@ class AudioCtcTask(AudioFinetuningTask):
         return super().load_dataset(split, task_cfg, **kwargs)
 
     def build_generator(self, models, args, **unused):
+        """The CTC decoder named by ``--decoder``, wrapped for fairseq-generate."""
         return CtcGenerator(build_decoder(self.cfg, self.target_dictionary), self.cfg.sample_rate, self.target_dictionary)

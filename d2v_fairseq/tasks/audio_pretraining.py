@@ -33,10 +33,12 @@ class SeededCollater(BaseWrapperDataset):
         self.epoch = 1
 
     def set_epoch(self, epoch):
+        """Remembers the epoch: it is part of the crop seed."""
         self.epoch = epoch
         super().set_epoch(epoch)
 
     def collater(self, samples):
+        """Collates ``samples`` under a seed of (seed, epoch, their ids)."""
         ids = tuple(int(s["id"]) for s in samples)
         with numpy_seed(self.seed, self.epoch, hash(ids)):
             return self.dataset.collater(samples)
@@ -44,6 +46,7 @@ class SeededCollater(BaseWrapperDataset):
 
 @dataclass
 class CheckedAudioPretrainingConfig(AudioPretrainingConfig):
+    """fairseq's audio_pretraining config plus the manifest check switch."""
     check_audio_files: bool = field(
         default=True,
         metadata={"help": "read every audio file's header before training (rate, channels, length)"},
@@ -55,6 +58,7 @@ class CheckedAudioPretrainingTask(AudioPretrainingTask):
     """audio_pretraining with manifest validation; see the module docstring."""
 
     def load_dataset(self, split: str, task_cfg=None, **kwargs):
+        """Checks the split's manifest(s), then loads them as audio_pretraining does."""
         task_cfg = task_cfg or self.cfg
         if not getattr(task_cfg, "binarized_dataset", False):
             for name in split.split(","):
