@@ -122,6 +122,14 @@ class _FlashlightDecoder:
         self.options = options
         self.criterion = self.fl.CriterionType.CTC
 
+    def _options(self, options_class, **extra):
+        """flashlight-text's decoder options from ours, plus the decoder-specific ``extra``."""
+        o = self.options
+        return options_class(
+            beam_size=o.beam, beam_size_token=o.beam_size_token or len(self.symbols), beam_threshold=o.beam_threshold,
+            lm_weight=o.lm_weight, sil_score=o.sil_score, log_add=False, criterion_type=self.criterion, **extra,
+        )
+
     def _dictionary(self, entries: Sequence[str]):
         """A flashlight Dictionary of ``entries``; unknown entries map to ``<unk>`` if present."""
         dictionary = self.fl_dict.Dictionary()
@@ -162,17 +170,7 @@ class LexiconBeamDecoder(_FlashlightDecoder):
             for spelling in spellings:
                 self.trie.insert([index[s] for s in spelling], word_idx, score)
         self.trie.smear(self.fl.SmearingMode.MAX)
-        opts = self.fl.LexiconDecoderOptions(
-            beam_size=options.beam,
-            beam_size_token=options.beam_size_token or len(self.symbols),
-            beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight,
-            word_score=options.word_score,
-            unk_score=options.unk_score,
-            sil_score=options.sil_score,
-            log_add=False,
-            criterion_type=self.criterion,
-        )
+        opts = self._options(self.fl.LexiconDecoderOptions, word_score=options.word_score, unk_score=options.unk_score)
         unk_word = self.word_dict.get_index("<unk>")
         self.decoder = self.fl.LexiconDecoder(opts, self.trie, self.lm, silence, blank, unk_word, [], False)
 
@@ -187,15 +185,7 @@ class LexiconFreeBeamDecoder(_FlashlightDecoder):
         super().__init__(symbols, blank, silence, options)
         self.token_dict = self._dictionary(self.symbols)
         self.lm = self.fl.KenLM(_check_arpa(lm_path), self.token_dict)
-        opts = self.fl.LexiconFreeDecoderOptions(
-            beam_size=options.beam,
-            beam_size_token=options.beam_size_token or len(self.symbols),
-            beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight,
-            sil_score=options.sil_score,
-            log_add=False,
-            criterion_type=self.criterion,
-        )
+        opts = self._options(self.fl.LexiconFreeDecoderOptions)
         self.decoder = self.fl.LexiconFreeDecoder(opts, self.lm, silence, blank, [])
 
     def _words(self, result, tokens) -> List[str]:

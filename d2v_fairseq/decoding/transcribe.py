@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_pretrained
-from ..tasks.audio_ctc import build_decoder
+from ..tasks.audio_ctc import build_decoder, ctc_emissions
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +55,9 @@ class Transcriber:
             setattr(self.task.cfg, self.FIELDS.get(key, key), value)
         self.decoder = build_decoder(self.task.cfg, self.task.target_dictionary)
 
-    @torch.no_grad()
     def emissions(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Log-probabilities per utterance, each (T_b, V), from waveforms (B, S)."""
-        out = self.model(source=source, padding_mask=padding_mask)
-        logprobs = self.model.get_normalized_probs(out, log_probs=True).transpose(0, 1)  # (B, T, V)
-        frames = out.get("padding_mask")
-        lengths = (~frames).sum(-1).tolist() if frames is not None else [logprobs.size(1)] * logprobs.size(0)
-        return [logprobs[b, :n] for b, n in enumerate(lengths)]
+        return ctc_emissions(self.model, source, padding_mask)
 
     def text(self, hypo: Dict) -> str:
         """A hypothesis as words: the decoder's words, else its letters post-processed."""

@@ -49,14 +49,14 @@ class EMATeacher:
     def step(self, student: nn.Module, decay: float) -> None:
         """teacher <- decay * teacher + (1 - decay) * student, for parameters; buffers are copied."""
         self.decay = decay
+        if decay >= 1.0:  # a frozen teacher
+            return
         student_params = dict(student.named_parameters())
         teacher_params: List[torch.Tensor] = []
         sources: List[torch.Tensor] = []
         for name, param in self.model.named_parameters():
             teacher_params.append(param)
             sources.append(student_params[name].detach().to(param.device, torch.float32))
-        if decay >= 1.0:
-            return
         # one fused pass over all tensors instead of a Python loop over the state dict
         torch._foreach_mul_(teacher_params, decay)
         torch._foreach_add_(teacher_params, sources, alpha=1.0 - decay)

@@ -70,6 +70,16 @@ def build_decoder(cfg: AudioCtcConfig, tgt_dict):
     return LexiconFreeBeamDecoder(symbols, blank, silence, cfg.kenlm_model, options)
 
 
+@torch.no_grad()
+def ctc_emissions(model, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+    """Log-probabilities per utterance, each (T_b, V), of a CTC model on waveforms (B, S)."""
+    net_output = model(source=source, padding_mask=padding_mask)
+    logprobs = model.get_normalized_probs(net_output, log_probs=True).transpose(0, 1)  # (T, B, V) -> (B, T, V)
+    frames = net_output.get("padding_mask")
+    lengths = (~frames).sum(-1).tolist() if frames is not None else [logprobs.size(1)] * logprobs.size(0)
+    return [logprobs[b, :n] for b, n in enumerate(lengths)]
+
+
 class CtcGenerator:
     """What ``fairseq-generate`` calls: emissions from the model, then the decoder; logs the
     real-time factor (decoding wall time / audio duration) as it goes."""
@@ -86,21 +96,15 @@ class CtcGenerator:
     def generate(self, models, sample, **unused):
         """Decodes a batch: [[{tokens, score, words, positional_scores, alignment}] per utterance]."""
         start = time.perf_counter()
-        model = models[0]
-        net_output = model(**sample["net_input"])
-        emissions = model.get_normalized_probs(net_output, log_probs=True).transpose(0, 1)  # (B, T, V)
-        padding = net_output.get("padding_mask")
-        lengths = (~padding).sum(-1) if padding is not None else torch.full(
-            (emissions.size(0),), emissions.size(1), dtype=torch.long)
+        source = sample["net_input"]["source"]
+        source_padding = sample["net_input"].get("padding_mask")
         hypos = []
-        for b in range(emissions.size(0)):
-            hypo = self.decoder.decode(emissions[b, : lengths[b]])
+        for emissions in ctc_emissions(models[0], source, source_padding):
+            hypo = self.decoder.decode(emissions)
             hypo["positional_scores"] = torch.zeros(len(hypo["tokens"]))
             hypo["alignment"] = None
             hypos.append([hypo])
         self.decode_seconds += time.perf_counter() - start
-        source = sample["net_input"]["source"]
-        source_padding = sample["net_input"].get("padding_mask")
         samples = (~source_padding).sum() if source_padding is not None else source.numel()
         self.audio_seconds += float(samples) / self.sample_rate
         logger.info(f"real-time factor so far: {self.rtf():.4f} "
