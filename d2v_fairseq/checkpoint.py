@@ -3,18 +3,58 @@
 Released checkpoints carry config keys that no current dataclass declares (legacy wav2vec 2.0
 fields, debug options). fairseq drops such keys silently when it builds the model; here each
 dropped key is named in a warning first, so that a setting that mattered is not lost unseen.
+
+They also lack keys that today's fairseq reads: a checkpoint saves the task and model configs
+of the fairseq that wrote it (the 2022 releases: no ``multi_corpus_keys``, ``subsample``, ...),
+and fairseq reads some of them raw (``task.load_dataset(split, task_cfg=saved_cfg.task)`` in
+fairseq-generate). ``complete_config`` fills such keys with the current defaults, logging once
+which ones.
 """
 
 import logging
 import warnings
 from dataclasses import fields
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from fairseq import checkpoint_utils
 from fairseq.models import MODEL_DATACLASS_REGISTRY
-from omegaconf import open_dict
+from fairseq.tasks import TASK_DATACLASS_REGISTRY
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 logger = logging.getLogger(__name__)
+
+_reported: Set[Tuple[str, Tuple[str, ...]]] = set()
+
+
+def complete_config(cfg: DictConfig, dataclass_type, what: str) -> DictConfig:
+    """Adds to ``cfg`` (a saved config, changed in place) every field of ``dataclass_type`` it
+    lacks, with that field's default; logs the filled names once per ``what`` and set of names.
+    Interpolations (``${common.seed}``) are kept, to resolve against the saved root config."""
+    missing = [f.name for f in fields(dataclass_type) if f.name not in cfg]
+    if not missing:
+        return cfg
+    key = (what, tuple(missing))
+    if key not in _reported:
+        _reported.add(key)
+        logger.info(f"{what} lacks fields that this fairseq and package read (written by an older "
+                    f"fairseq or for another task); filled with their defaults: {', '.join(missing)}")
+    defaults = OmegaConf.to_container(OmegaConf.structured(dataclass_type), resolve=False, enum_to_str=True)
+    with open_dict(cfg):
+        for name in missing:
+            cfg[name] = defaults[name]
+    return cfg
+
+
+def complete_saved_configs(cfg: DictConfig, where: str) -> None:
+    """Completes a checkpoint's task and model configs, and those of the pre-trained model a
+    fine-tuned one embeds (``model.w2v_args``), each from its registered dataclass."""
+    for group, registry in (("task", TASK_DATACLASS_REGISTRY), ("model", MODEL_DATACLASS_REGISTRY)):
+        sub = cfg.get(group)
+        if isinstance(sub, DictConfig) and sub.get("_name") in registry:
+            complete_config(sub, registry[sub._name], f"{where}: {group} config ({sub._name})")
+    w2v_args = cfg.model.get("w2v_args") if isinstance(cfg.get("model"), DictConfig) else None
+    if isinstance(w2v_args, DictConfig):
+        complete_saved_configs(w2v_args, f"{where}: model.w2v_args")
 
 
 def undeclared_model_keys(model_cfg) -> List[str]:
@@ -26,11 +66,21 @@ def undeclared_model_keys(model_cfg) -> List[str]:
     return sorted(k for k in model_cfg.keys() if k not in declared)
 
 
-def load_pretrained(path: str, arg_overrides: Optional[Dict] = None) -> Tuple[object, object, object]:
-    """(model, cfg, task) from a checkpoint, warning about the config keys it drops."""
+def load_pretrained(
+    path: str, arg_overrides: Optional[Dict] = None, task: Optional[str] = None
+) -> Tuple[object, object, object]:
+    """(model, cfg, task) from a checkpoint, warning about the config keys it drops.
+
+    ``task`` names the task to build instead of the saved one (as fairseq-generate's
+    ``--task``): e.g. ``d2v_audio_ctc`` for a checkpoint fine-tuned with ``audio_finetuning``.
+    """
     import d2v_fairseq  # noqa: F401  (registers our models before fairseq resolves names)
 
     state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides)
+    if task is not None:
+        with open_dict(state["cfg"].task):
+            state["cfg"].task._name = task
+    complete_saved_configs(state["cfg"], path)
     dropped = undeclared_model_keys(state["cfg"].model)
     if dropped:
         message = f"{path}: model config keys not declared by {state['cfg'].model._name} are ignored: {', '.join(dropped)}"

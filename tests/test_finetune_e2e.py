@@ -15,6 +15,7 @@ from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
 from d2v_fairseq.decoding.transcribe import Transcriber
 
 from .conftest import REPO, VENV_BIN, run_cli, setup_task
+from .helpers.fairseq2022 import finetuned_cfg_as_2022, pretrained_cfg_as_2022
 
 
 @pytest.fixture(scope="module")
@@ -106,25 +107,25 @@ def test_finetuning_rejects_bad_labels(demo_corpus, tmp_path):
         task.load_dataset("valid")
 
 
-def test_released_format_finetuned_checkpoint_decodes(demo_corpus, finetuned):
-    """A fine-tuned checkpoint as fairseq's own recipes write it (task audio_finetuning, its
-    w2v_args naming audio_pretraining and data2vec_audio) decodes with our task."""
+def test_2022_format_finetuned_checkpoint_decodes_like_the_full_one(demo_corpus, finetuned):
+    """A fine-tuned checkpoint as fairseq's own 2022 recipes wrote it (task audio_finetuning with
+    the fields of that time, its w2v_args naming audio_pretraining and data2vec_audio, also of
+    that time) decodes through fairseq-generate and the Transcriber with our task, with the
+    same transcripts as our own full-config checkpoint."""
     import torch
 
     state = torch.load(finetuned / "ft" / "checkpoint_best.pt", weights_only=False)
     ours = {"check_audio_files", "decoder", "kenlm_model", "lexicon", "ctc_beam", "ctc_beam_threshold",
             "ctc_beam_size_token", "kenlm_weight", "word_score", "sil_score", "unk_score"}
-    state["cfg"]["task"] = {k: v for k, v in state["cfg"]["task"].items() if k not in ours}
-    state["cfg"]["task"]["_name"] = "audio_finetuning"
-    w2v_task = state["cfg"]["model"]["w2v_args"]["task"]
-    state["cfg"]["model"]["w2v_args"]["task"] = {k: v for k, v in w2v_task.items() if k != "check_audio_files"}
-    state["cfg"]["model"]["w2v_args"]["task"]["_name"] = "audio_pretraining"
+    state["cfg"] = finetuned_cfg_as_2022(state["cfg"], ours)
+    assert "multi_corpus_keys" not in state["cfg"]["task"] and "subsample" not in state["cfg"]["model"]["w2v_args"]["task"]
     released = finetuned / "released_format.pt"
     torch.save(state, released)
     proc = run_cli([os.path.join(VENV_BIN, "fairseq-generate"), str(demo_corpus), "--user-dir", f"{REPO}/d2v_fairseq",
                     "--task", "d2v_audio_ctc", "--path", str(released), "--gen-subset", "test", "--scoring", "wer",
                     "--post-process", "letter", "--labels", "ltr", "--cpu", "--results-path", f"{finetuned}/gen_released",
                     "--max-tokens", "1000000"], cwd=finetuned)
+    assert "filled with their defaults: multi_corpus_keys" in proc.stdout + proc.stderr
     released_results = open(finetuned / "gen_released" / "generate-test.txt").read()
     assert re.search(r"WER: [\d.]+", released_results)
     # same weights, same decoder: the same hypotheses as our own checkpoint gives
@@ -132,11 +133,26 @@ def test_released_format_finetuned_checkpoint_decodes(demo_corpus, finetuned):
     ours_results = open(finetuned / "gen" / "generate-test.txt").read()
     hypos = lambda text: sorted(l.split("\t")[-1] for l in text.splitlines() if l.startswith("D-"))
     assert hypos(released_results) == hypos(ours_results)
+    # and from Python
+    old, full = (Transcriber(str(path), data_dir=demo_corpus) for path in (released, finetuned / "ft" / "checkpoint_best.pt"))
+    old_emissions, old_refs = old.subset_emissions("test")
+    full_emissions, full_refs = full.subset_emissions("test")
+    assert old_refs == full_refs and len(old_refs) == 8
+    assert [old.text(old.decoder.decode(e)) for e in old_emissions] == [full.text(full.decoder.decode(e)) for e in full_emissions]
+    wave, _ = sf.read(os.path.join(demo_corpus, "wav", "test_0001.wav"), dtype="float32")
+    assert old.transcribe(wave) == full.transcribe(wave)
 
 
 def test_finetuning_starts_from_a_released_format_pretrained_checkpoint(demo_corpus, tmp_path):
-    """model.w2v_path may point at a checkpoint written by fairseq's own data2vec_audio."""
+    """model.w2v_path may point at a checkpoint written by fairseq's own data2vec_audio, with
+    its saved configs cut to the fields of the 2022 releases."""
+    import torch
+
     run_cli([sys.executable, os.path.join(REPO, "tests", "helpers", "reference_audio_checkpoint.py"), str(tmp_path)])
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state["cfg"] = pretrained_cfg_as_2022(state["cfg"])
+    assert "subsample" not in state["cfg"]["task"] and "min_target_var" in state["cfg"]["model"]
+    torch.save(state, tmp_path / "checkpoint.pt")
     proc = run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/finetuning",
                     "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq", f"task.data={demo_corpus}",
                     f"model.w2v_path={tmp_path}/checkpoint.pt", f"checkpoint.save_dir={tmp_path}/ft",

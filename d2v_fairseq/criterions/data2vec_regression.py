@@ -2,12 +2,10 @@
 
 from dataclasses import dataclass, field
 
-import torch
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..modules.regression import feature_std, regression_loss
 
 
 class RepresentationCollapse(RuntimeError):
@@ -40,22 +38,23 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         self.cfg = cfg
 
     def forward(self, model, sample, reduce=True):
-        """(loss summed over masked steps, number of masked steps, logging output)."""
+        """(loss summed over masked steps, number of masked steps, logging output).
+
+        The loss is the model's own (``losses["regression"]``), the one fairseq's
+        ``criterion: model`` reads too; this criterion adds the sample ids (for masks that
+        repeat on resume) and the collapse guard."""
         out = model(**sample["net_input"], sample_ids=sample.get("id"))
-        pred, target = out["pred"], out["target"]
-        loss = regression_loss(pred, target, model.cfg.loss_beta, model.cfg.loss_scale).sum()
-        sample_size = pred.size(0)
-        with torch.no_grad():
-            target_var = feature_std(target)
-            pred_var = feature_std(pred)
+        loss = out["losses"]["regression"]
+        sample_size = out["sample_size"]
+        target_var, pred_var = float(out["target_var"]), float(out["pred_var"])
         if model.training:
-            self.check_collapse(model.num_updates, float(target_var), float(pred_var))
+            self.check_collapse(model.num_updates, target_var, pred_var)
         logging_output = {
             "loss": loss.detach(),
             "sample_size": sample_size,
             "nsentences": sample["net_input"]["source"].size(0),
-            "target_var": float(target_var),
-            "pred_var": float(pred_var),
+            "target_var": target_var,
+            "pred_var": pred_var,
             "ema_decay": float(out["ema_decay"]),
             "log_count": 1,  # the per-output statistics above are averaged over log_count
         }

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_pretrained
-from ..tasks.audio_ctc import build_decoder, ctc_emissions
+from .generator import build_decoder, ctc_emissions
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class Transcriber:
 
     def __init__(self, checkpoint: str, decoder: str = "viterbi", data_dir: Optional[str] = None, **decoder_args):
         overrides = {"data": data_dir} if data_dir else None
-        self.model, cfg, self.task = load_pretrained(checkpoint, arg_overrides=overrides)
+        # the decoders' options are fields of d2v_audio_ctc, whichever task fine-tuned the model
+        self.model, cfg, self.task = load_pretrained(checkpoint, arg_overrides=overrides, task="d2v_audio_ctc")
         self.model.eval()
         self.normalize = cfg.task.normalize
         self.configure(decoder=decoder, **decoder_args)

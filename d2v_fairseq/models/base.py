@@ -19,6 +19,7 @@ from fairseq.models import BaseFairseqModel
 from torch import nn
 
 from ..modules.ema import EMATeacher, ema_decay_at
+from ..modules.regression import feature_std, regression_loss
 from ..modules.targets import build_targets
 from .config import Data2VecSharedConfig, target_final_norm, target_layer_norm
 
@@ -116,9 +117,16 @@ class Data2VecModel(BaseFairseqModel):
         sample_ids: Optional[Sequence[int]] = None,
         **unused,
     ) -> Dict[str, torch.Tensor]:
-        """Pre-training step: returns ``pred`` and ``target`` (N, C) at the N masked steps,
-        ``mask_indices`` (B, T) and ``ema_decay``. With ``features_only`` it returns the
-        student's output instead (see ``extract_features``)."""
+        """Pre-training step. Returns what both of fairseq's ways of reading a loss expect:
+
+        * ``losses``: {"regression": the loss summed over the N masked steps (a scalar)} and
+          ``sample_size`` N (fairseq's ``criterion: model``, as its data2vec recipes use);
+        * ``target_var``, ``pred_var``, ``ema_decay``: the statistics the recipes log;
+        * ``pred`` and ``target`` (N, C), ``mask_indices`` (B, T): for ``data2vec_regression``
+          and tests.
+
+        With ``features_only`` it returns the student's output instead (see ``extract_features``).
+        """
         features, padding_mask = self.embed(source, padding_mask)
         if features_only:
             x, mask_indices = self.mask(features, padding_mask, sample_ids) if mask else (features, None)
@@ -128,13 +136,24 @@ class Data2VecModel(BaseFairseqModel):
             raise RuntimeError("pre-training modules were removed; call with features_only=True")
         x, mask_indices = self.mask(features, padding_mask, sample_ids)
         x = self.encode_student(x, padding_mask)
-        target = self.make_targets(features, padding_mask)
-        pred = self.final_proj(x[mask_indices])  # (N, C): masked steps only
+        target = self.make_targets(features, padding_mask)[mask_indices]  # (N, C): masked steps only
+        pred = self.final_proj(x[mask_indices])
+        return self.regress(pred, target, mask_indices)
+
+    def regress(self, pred: torch.Tensor, target: torch.Tensor, mask_indices: torch.Tensor) -> Dict:
+        """The loss and its statistics for predictions and targets (N, C); see ``forward``."""
+        loss = regression_loss(pred, target, self.cfg.loss_beta, self.cfg.loss_scale).sum()
+        with torch.no_grad():
+            target_var, pred_var = feature_std(target), feature_std(pred)
         return {
-            "pred": pred,
-            "target": target[mask_indices],
-            "mask_indices": mask_indices,
+            "losses": {"regression": loss},
+            "sample_size": pred.size(0),
+            "target_var": target_var,
+            "pred_var": pred_var,
             "ema_decay": self.ema_decay(),
+            "pred": pred,
+            "target": target,
+            "mask_indices": mask_indices,
         }
 
     def extract_features(self, source, padding_mask=None, mask=False, layer=None, **kwargs):

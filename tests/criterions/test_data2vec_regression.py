@@ -32,3 +32,23 @@ def test_collapse_stops_training_after_warmup_with_a_clear_error():
         crit.check_collapse(100, target_var=0.05, pred_var=1.0)
     with pytest.raises(RepresentationCollapse, match="pred_var=0.001 fell below criterion.min_pred_var=0.01"):
         crit.check_collapse(100, target_var=1.0, pred_var=0.001)
+
+
+def test_fairseq_model_criterion_gives_the_same_loss_and_logs_the_recipe_keys(tiny_model, waveforms):
+    """fairseq's recipes say ``criterion: model``: it reads the model's ``losses`` and
+    ``sample_size`` and logs the recipe's ``log_keys``; the loss equals ours on the same batch."""
+    from fairseq.criterions.model_criterion import ModelCriterion
+
+    ours = Data2VecRegressionCriterion(Data2VecRegressionConfig(), task=None)
+    theirs = ModelCriterion(task=None, loss_weights={}, log_keys=["ema_decay", "target_var", "pred_var"])
+    tiny_model.set_num_updates(3)
+    sample = _sample(*waveforms)  # ids 0, 1: the positions ModelCriterion's masks stand in for
+    torch.manual_seed(1)
+    loss, size, log = ours(tiny_model, sample)
+    torch.manual_seed(1)
+    their_loss, their_size, their_log = theirs(tiny_model, sample)
+    assert their_size == size > 0
+    assert their_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    for key in ("ema_decay", "target_var", "pred_var"):
+        assert their_log[key] == pytest.approx(log[key], rel=1e-6)
+    assert log["ema_decay"] == pytest.approx(0.999 + (0.9999 - 0.999) * 3 / 100)
