@@ -6,7 +6,10 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo test bench clean-demo espeak
+.PHONY: venv demo test bench clean-demo espeak debian-data
+
+# Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text)
+DEBIAN_PACKAGES := espeak-ng wordnet-base
 
 venv: $(STAMP)
 
@@ -17,18 +20,21 @@ $(STAMP): requirements.txt setup.py
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# espeak-ng synthesizes the demo corpus; install it from Debian's packages if we can.
-espeak:
-	@command -v espeak-ng >/dev/null || { \
-	  echo "espeak-ng not found: installing it with apt-get"; \
+# espeak-ng synthesizes the speech demo corpus, wordnet-base holds the text demo's glosses;
+# install them from Debian's packages if we can.
+debian-data:
+	@{ command -v espeak-ng >/dev/null && test -f /usr/share/wordnet/data.noun; } || { \
+	  echo "installing $(DEBIAN_PACKAGES) with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null \
-	  || { echo "could not install espeak-ng; install it by hand (apt-get install espeak-ng)"; exit 1; }; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null \
+	  || { echo "could not install them; install by hand: apt-get install $(DEBIAN_PACKAGES)"; exit 1; }; }
+
+espeak: debian-data
 
 demo: $(STAMP) espeak
 	$(VPY) -m d2v_fairseq.demo --work $(WORK)
 
-test: $(STAMP) espeak
+test: $(STAMP) debian-data
 	$(VPY) -m pytest -q tests
 
 bench: $(STAMP)

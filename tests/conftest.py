@@ -68,3 +68,40 @@ def run_cli(args, cwd=None, env=None, timeout=600):
     if proc.returncode != 0:
         raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def text_corpus(tmp_path_factory):
+    """WordNet glosses (Debian's wordnet-base) binarized for masked_lm: 1500 train, 200 valid
+    lines, a 400-piece BPE vocabulary."""
+    from d2v_fairseq.data.text import prepare
+    from d2v_fairseq.data.wordnet import read_glosses
+
+    root = tmp_path_factory.mktemp("text")
+    glosses = [g for _, g, _ in read_glosses()]
+    (root / "train.txt").write_text("\n".join(glosses[:1500:]) + "\n")
+    (root / "valid.txt").write_text("\n".join(glosses[-200:]) + "\n")
+    return prepare(str(root / "train.txt"), str(root / "valid.txt"), str(root / "bin"), vocab_size=400)
+
+
+def masked_lm_task(data, **fields):
+    """fairseq's masked_lm task on ``data``, as the text configs set it up."""
+    from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+
+    fields = dict(dict(data=data, tokens_per_sample=64, include_target_tokens=True, sample_break_mode="complete_doc"),
+                  **fields)
+    return setup_task(MaskedLMTask, MaskedLMConfig, **fields)
+
+
+def tiny_text_model(task, **overrides):
+    """A tiny data2vec_text (3 blocks of 32) for ``task``'s dictionary."""
+    from d2v_fairseq.models.data2vec_text import Data2VecTextConfig, Data2VecTextModel
+
+    root = OmegaConf.structured(FairseqConfig)
+    root.task = {"tokens_per_sample": 64}
+    body = {"encoder": {"embed_dim": 32, "ffn_embed_dim": 64, "layers": 3, "attention_heads": 4},
+            "max_source_positions": 64, "dropout": 0.0, "attention_dropout": 0.0}
+    root.model = OmegaConf.merge(OmegaConf.structured(Data2VecTextConfig),
+                                 dict(dict(average_top_k_layers=2, ema_anneal_end_step=10, transformer=body), **overrides))
+    torch.manual_seed(0)
+    return Data2VecTextModel.build_model(root.model, task)

@@ -11,20 +11,23 @@ from omegaconf import OmegaConf
 
 from .conftest import REPO
 
-CONFIGS = sorted(glob.glob(os.path.join(REPO, "examples", "audio", "*", "*.yaml")))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "examples", "*", "*", "*.yaml")))
 REGISTRIES = {"model": MODEL_DATACLASS_REGISTRY, "task": TASK_DATACLASS_REGISTRY, "criterion": CRITERION_DATACLASS_REGISTRY}
 
 
 def test_there_are_configs():
-    names = {os.path.relpath(p, os.path.join(REPO, "examples", "audio")) for p in CONFIGS}
-    assert {"pretraining/base_librispeech.yaml", "pretraining/large_librivox.yaml", "pretraining/tiny_cpu.yaml",
-            "finetuning/base_10m.yaml", "finetuning/base_960h.yaml", "finetuning/tiny_cpu.yaml"} <= names
+    names = {os.path.relpath(p, os.path.join(REPO, "examples")) for p in CONFIGS}
+    assert {"audio/pretraining/base_librispeech.yaml", "audio/pretraining/large_librivox.yaml",
+            "audio/pretraining/tiny_cpu.yaml", "audio/finetuning/base_10m.yaml", "audio/finetuning/base_960h.yaml",
+            "audio/finetuning/tiny_cpu.yaml", "text/pretraining/base.yaml", "text/pretraining/large.yaml",
+            "text/pretraining/tiny_cpu.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
 def test_config_declares_its_command_and_known_keys(path):
     text = open(path).read()
-    assert text.startswith("#") and "fairseq-hydra-train --config-dir examples/audio/" in text.split("\n\n")[0]
+    modality = os.path.relpath(path, os.path.join(REPO, "examples")).split(os.sep)[0]
+    assert text.startswith("#") and f"fairseq-hydra-train --config-dir examples/{modality}/" in text.split("\n\n")[0]
     assert "/home/" not in text and "${env:" not in text
     cfg = OmegaConf.load(path)
     for group, registry in REGISTRIES.items():
@@ -49,3 +52,13 @@ def test_base_librispeech_has_the_paper_values():
 def test_an_undeclared_key_is_caught():
     with pytest.raises(Exception, match="bogus_key"):
         OmegaConf.merge(OmegaConf.structured(MODEL_DATACLASS_REGISTRY["data2vec_audio"]), {"bogus_key": 1})
+
+
+def test_text_base_has_the_paper_values():
+    cfg = OmegaConf.load(os.path.join(REPO, "examples", "text", "pretraining", "base.yaml"))
+    m, enc = cfg.model, cfg.model.transformer.encoder
+    assert (enc.layers, enc.embed_dim, enc.attention_heads, enc.ffn_embed_dim) == (12, 768, 12, 3072)
+    assert (m.average_top_k_layers, m.loss_beta, m.loss_scale, m.head_layers) == (10, 4, 1, 2)
+    assert m.layer_norm_target_layer and (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step) == (0.999, 0.9999, 300000)
+    assert (cfg.optimization.lr[0], cfg.lr_scheduler.warmup_updates, cfg.optimization.clip_norm) == (0.0002, 10000, 5)
+    assert (cfg.task.mask_prob, cfg.task.leave_unmasked_prob, cfg.task.random_token_prob) == (0.15, 0.1, 0.1)

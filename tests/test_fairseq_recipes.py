@@ -73,3 +73,19 @@ def test_fairseq_wav2vec_ctc_recipe_finetunes_our_checkpoint_and_decodes(demo_co
              "--results-path", f"{work}/gen", "--max-tokens", "1000000"], cwd=work)
     results = open(work / "gen" / "generate-test.txt").read()
     assert re.search(r"WER: [\d.]+", results) and results.count("D-") == 8
+
+
+def test_fairseq_data2vec_text_recipe(text_corpus, tmp_path):
+    """fairseq's data2vec text base.yaml (masked_lm with the release's span masking,
+    criterion: model) with this package's data2vec_text."""
+    text_pretraining = os.path.join(FAIRSEQ_EXAMPLES, "data2vec", "config", "text", "pretraining")
+    log = hydra_train(text_pretraining, "base", tmp_path, f"task.data={text_corpus}",
+                      f"checkpoint.save_dir={tmp_path}/pre", "dataset.max_tokens=1024", "task.tokens_per_sample=64",
+                      "model.transformer.max_source_positions=64", "model.transformer.encoder.embed_dim=32",
+                      "model.transformer.encoder.ffn_embed_dim=64", "model.transformer.encoder.layers=2",
+                      "model.transformer.encoder.attention_heads=4", "model.average_top_k_layers=2",
+                      "lr_scheduler.warmup_updates=5", "optimization.max_update=10")
+    assert re.search(r"num_updates=10\b", log) and re.search(r"\bloss=[\d.]+", log)
+    state = torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)
+    assert state["cfg"]["criterion"]["_name"] == "model" and state["cfg"]["task"]["mask_prob"] == 0.35
+    assert state["cfg"]["model"]["_name"] == "data2vec_text" and "_ema" in state["model"]

@@ -52,7 +52,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         logging_output = {
             "loss": loss.detach(),
             "sample_size": sample_size,
-            "nsentences": sample["net_input"]["source"].size(0),
+            "nsentences": sample["id"].numel(),
             "target_var": target_var,
             "pred_var": pred_var,
             "ema_decay": float(out["ema_decay"]),

@@ -1,1 +1,2 @@
 from .data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel  # noqa: F401
+from .data2vec_text import Data2VecTextConfig, Data2VecTextModel  # noqa: F401

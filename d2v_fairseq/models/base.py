@@ -3,12 +3,15 @@
 A modality subclass provides four stages:
 
 * ``embed(source, padding_mask)``: the front end, giving features (B, T, C) and padding (B, T);
-* ``mask(features, padding_mask, sample_ids)``: the student's masked view and the mask (B, T);
+* ``mask(features, padding_mask, sample_ids, **inputs)``: the student's masked view and the
+  mask (B, T) (speech masks the features here; text receives the masked tokens its data
+  pipeline made in ``inputs``);
 * ``encode_student(x, padding_mask)``: the student Transformer, giving (B, T, C);
 * ``encode_teacher(features, padding_mask, blocks)``: the teacher's per-block features,
   a list of (B, T, C), computed with the EMA copy ``blocks`` of ``teacher_scope()``.
 
-The core adds the EMA teacher, target building, the regression head and checkpointing.
+The core adds the EMA teacher, target building, the regression head (``final_proj``, a
+Linear, unless the modality keeps its own: override ``regression_head``) and checkpointing.
 """
 
 import logging
@@ -32,7 +35,7 @@ EMA_UPDATES_KEY = "_ema_updates"
 class Data2VecModel(BaseFairseqModel):
     """Student + EMA teacher + regression head; see the module docstring for the stages."""
 
-    def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int):
+    def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, linear_head: bool = True):
         super().__init__()
         self.cfg = cfg
         for key in ("ema_transformer_only", "ema_layers_only"):
@@ -41,7 +44,7 @@ class Data2VecModel(BaseFairseqModel):
                                  "the Transformer blocks; front end and positional encoder are shared)")
         self.target_layer_norm = target_layer_norm(cfg)
         self.target_final_norm = target_final_norm(cfg)
-        self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim)
+        self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim) if linear_head else None
         self.num_updates = 0
         self.teacher: Optional[EMATeacher] = None
         # the update count whose student the teacher has absorbed; -1: none yet
@@ -56,9 +59,17 @@ class Data2VecModel(BaseFairseqModel):
         """Front end: source -> features (B, T, C), padding (B, T) or None."""
         raise NotImplementedError
 
-    def mask(self, features, padding_mask, sample_ids=None):
+    def mask(self, features, padding_mask, sample_ids=None, **inputs):
         """Student view: features (B, T, C) -> (masked x (B, T, C), mask (B, T))."""
         raise NotImplementedError
+
+    def regression_head(self) -> Optional[nn.Module]:
+        """The student's prediction head, (N, C) -> (N, C); None once removed for fine-tuning."""
+        return self.final_proj
+
+    def drop_regression_head(self) -> None:
+        """Removes the prediction head (fine-tuning needs none)."""
+        self.final_proj = None
 
     def encode_student(self, x, padding_mask, layer: Optional[int] = None):
         """Student Transformer: x (B, T, C) -> (B, T, C)."""
@@ -87,7 +98,7 @@ class Data2VecModel(BaseFairseqModel):
         update_freq > 1): the teacher absorbs the student once per new update count."""
         super().set_num_updates(num_updates)
         self.num_updates = num_updates
-        if self.final_proj is None or not self.training:
+        if self.regression_head() is None or not self.training:
             return
         teacher = self._ensure_teacher()
         if num_updates > self.teacher_updates:
@@ -115,7 +126,7 @@ class Data2VecModel(BaseFairseqModel):
         features_only: bool = False,
         layer: Optional[int] = None,
         sample_ids: Optional[Sequence[int]] = None,
-        **unused,
+        **inputs,
     ) -> Dict[str, torch.Tensor]:
         """Pre-training step. Returns what both of fairseq's ways of reading a loss expect:
 
@@ -129,15 +140,16 @@ class Data2VecModel(BaseFairseqModel):
         """
         features, padding_mask = self.embed(source, padding_mask)
         if features_only:
-            x, mask_indices = self.mask(features, padding_mask, sample_ids) if mask else (features, None)
+            x, mask_indices = self.mask(features, padding_mask, sample_ids, **inputs) if mask else (features, None)
             x = self.encode_student(x, padding_mask, layer=layer)
             return {"x": x, "padding_mask": padding_mask, "layer_results": [], "mask_indices": mask_indices}
-        if self.final_proj is None:
+        head = self.regression_head()
+        if head is None:
             raise RuntimeError("pre-training modules were removed; call with features_only=True")
-        x, mask_indices = self.mask(features, padding_mask, sample_ids)
+        x, mask_indices = self.mask(features, padding_mask, sample_ids, **inputs)
         x = self.encode_student(x, padding_mask)
         target = self.make_targets(features, padding_mask)[mask_indices]  # (N, C): masked steps only
-        pred = self.final_proj(x[mask_indices])
+        pred = head(x[mask_indices])
         return self.regress(pred, target, mask_indices)
 
     def regress(self, pred: torch.Tensor, target: torch.Tensor, mask_indices: torch.Tensor) -> Dict:
@@ -163,7 +175,7 @@ class Data2VecModel(BaseFairseqModel):
     def remove_pretraining_modules(self, last_layer: Optional[int] = None) -> None:
         """Drops the teacher and the regression head (for fine-tuning); with ``last_layer``,
         also the Transformer blocks after that one."""
-        self.final_proj = None
+        self.drop_regression_head()
         self.teacher = None
         if last_layer is not None:
             self.truncate_blocks(last_layer + 1)
@@ -185,7 +197,7 @@ class Data2VecModel(BaseFairseqModel):
         ema_state = state_dict.pop(prefix + EMA_KEY, None)
         ema_updates = state_dict.pop(prefix + EMA_UPDATES_KEY, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if ema_state is None or self.final_proj is None:
+        if ema_state is None or self.regression_head() is None:
             # no saved teacher (or no pre-training): rebuild it from the loaded student when needed
             self.teacher = None
             return

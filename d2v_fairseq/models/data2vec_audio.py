@@ -118,7 +118,7 @@ class Data2VecAudioModel(Data2VecModel):
         return self.post_extract_proj(features), frame_padding
 
     # --- masking --------------------------------------------------------------------------
-    def mask(self, features, padding_mask, sample_ids=None):
+    def mask(self, features, padding_mask, sample_ids=None, **unused):
         """Span masks (mask_prob, mask_length) replaced by ``mask_emb``; channel masks
         (mask_channel_prob, used in fine-tuning) zeroed. Returns x (B, T, C), mask (B, T) or None."""
         cfg = self.cfg

@@ -1,4 +1,5 @@
-"""Running a stack of fairseq wav2vec 2.0 Transformer blocks with what data2vec needs on top:
+"""Running a stack of fairseq Transformer blocks (wav2vec 2.0's ``TransformerSentenceEncoderLayer``
+for speech, ``TransformerEncoderLayerBase`` for text) with what data2vec needs on top:
 
 * the output of every block at a chosen point (the paper's ablation, sec. 5.3 / table 4):
   ``ffn`` the feed-forward output before the last residual connection (the default),
@@ -6,9 +7,9 @@
 * an optional local self-attention window of +-N steps (the contextualization ablation);
 * layerdrop drawn from torch's RNG, which fairseq reseeds every update, so runs repeat.
 
-fairseq's ``TransformerSentenceEncoderLayer.forward`` neither exposes the attention output
-nor passes an attention mask in its post-LN branch, so the block is run here from its
-sub-modules; ``tests/modules/test_transformer.py`` checks it equals fairseq's forward.
+Neither layer's ``forward`` exposes the feed-forward output before its residual (nor, for
+wav2vec's post-LN branch, takes an attention mask), so the block is run here from its
+sub-modules; ``tests/modules/test_transformer.py`` checks it equals fairseq's forward for both.
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -29,31 +30,40 @@ def local_attention_mask(length: int, window: int, device: torch.device) -> Opti
     return torch.zeros(length, length, device=device).masked_fill(far, float("-inf"))
 
 
+def _block_parts(layer: nn.Module):
+    """(pre-LN?, dropout after attention, dropout inside the FFN, dropout after the FFN) of a
+    wav2vec ``TransformerSentenceEncoderLayer`` or a ``TransformerEncoderLayerBase``."""
+    if hasattr(layer, "layer_norm_first"):  # wav2vec 2.0
+        return layer.layer_norm_first, layer.dropout1, layer.dropout2, layer.dropout3
+    return layer.normalize_before, layer.dropout_module, layer.activation_dropout_module, layer.dropout_module
+
+
 def run_block(
     layer: nn.Module,
     x: torch.Tensor,
     padding_mask: Optional[torch.Tensor],
     attn_mask: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """One ``TransformerSentenceEncoderLayer`` on ``x`` (T, B, C).
+    """One Transformer block on ``x`` (T, B, C).
 
     Returns the block output (T, B, C) and {"attn", "ffn", "block"} each (T, B, C).
     """
+    pre_ln, drop_attn, drop_inner, drop_ffn = _block_parts(layer)
     residual = x
-    if layer.layer_norm_first:
+    if pre_ln:
         x = layer.self_attn_layer_norm(x)
     attn, _ = layer.self_attn(
         query=x, key=x, value=x, key_padding_mask=padding_mask, attn_mask=attn_mask, need_weights=False
     )
-    x = residual + layer.dropout1(attn)
-    if not layer.layer_norm_first:
+    x = residual + drop_attn(attn)
+    if not pre_ln:
         x = layer.self_attn_layer_norm(x)
     residual = x
-    if layer.layer_norm_first:
+    if pre_ln:
         x = layer.final_layer_norm(x)
-    ffn = layer.fc2(layer.dropout2(layer.activation_fn(layer.fc1(x))))
-    x = residual + layer.dropout3(ffn)
-    if not layer.layer_norm_first:
+    ffn = layer.fc2(drop_inner(layer.activation_fn(layer.fc1(x))))
+    x = residual + drop_ffn(ffn)
+    if not pre_ln:
         x = layer.final_layer_norm(x)
     return x, {"attn": attn, "ffn": ffn, "block": x}
 

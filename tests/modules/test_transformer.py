@@ -35,3 +35,24 @@ def test_local_window_limits_what_each_step_sees():
     assert not torch.allclose(full[:9], base[:9])  # without a window, everything sees it
     mask = local_attention_mask(5, 1, torch.device("cpu"))
     assert mask[0, 1] == 0 and mask[0, 2] == float("-inf")
+
+
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_run_block_equals_fairseq_forward_for_text_layers(normalize_before):
+    """The text model's blocks (fairseq's TransformerEncoderLayerBase, RoBERTa layout): the
+    same output, and ``ffn`` is fairseq's own fc2 result (before dropout, residual and LN)."""
+    from fairseq.models.transformer import TransformerConfig
+    from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+
+    cfg = TransformerConfig()
+    cfg.encoder.embed_dim, cfg.encoder.ffn_embed_dim, cfg.encoder.attention_heads = 16, 32, 4
+    cfg.encoder.normalize_before, cfg.activation_fn = normalize_before, "gelu"
+    torch.manual_seed(0)
+    layer = TransformerEncoderLayerBase(cfg, return_fc=True).eval()
+    x = torch.randn(7, 2, 16)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, 5:] = True
+    expected, fc_result = layer(x, padding)
+    out, feats = run_block(layer, x, padding)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(feats["ffn"], fc_result, atol=1e-6)
