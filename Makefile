@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo test bench clean-demo espeak debian-data
+.PHONY: venv demo demo-text test bench clean-demo espeak debian-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text)
 DEBIAN_PACKAGES := espeak-ng wordnet-base
@@ -42,3 +42,6 @@ bench: $(STAMP)
 
 clean-demo:
 	rm -rf $(WORK)
+
+demo-text: $(STAMP) debian-data
+	$(VPY) -m d2v_fairseq.demo_text --work work/demo-text

@@ -64,14 +64,15 @@ def trained_updates(save_dir: str) -> int:
     return int(state["optimizer_history"][-1]["num_updates"])
 
 
-def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str) -> None:
-    """fairseq-hydra-train with a tiny_cpu config, unless ``save_dir`` already holds that many
-    updates (fairseq itself would resume and run one more)."""
+def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
+                modality: str = "audio") -> None:
+    """fairseq-hydra-train with examples/MODALITY/CONFIG_DIR/tiny_cpu.yaml, unless ``save_dir``
+    already holds that many updates (fairseq itself would resume and run one more)."""
     done = trained_updates(save_dir)
     if done >= updates:
         print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
         return
-    cmd = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", os.path.join(REPO, "examples", "audio", config_dir),
+    cmd = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", os.path.join(REPO, "examples", modality, config_dir),
            "--config-name", "tiny_cpu", f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
            f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
     run(cmd, log_path)

@@ -105,3 +105,15 @@ def tiny_text_model(task, **overrides):
                                  dict(dict(average_top_k_layers=2, ema_anneal_end_step=10, transformer=body), **overrides))
     torch.manual_seed(0)
     return Data2VecTextModel.build_model(root.model, task)
+
+
+def assert_same_student_and_teacher(checkpoint_a, checkpoint_b):
+    """Two checkpoints hold bit-identical students and EMA teachers (``_ema``)."""
+    a = torch.load(checkpoint_a, weights_only=False)["model"]
+    b = torch.load(checkpoint_b, weights_only=False)["model"]
+    assert a.keys() == b.keys() and a["_ema"].keys() == b["_ema"].keys()
+    for key in a["_ema"]:
+        assert torch.equal(a["_ema"][key], b["_ema"][key]), f"teacher {key}"
+    for key in a:
+        if key != "_ema":
+            assert torch.equal(a[key], b[key]), key

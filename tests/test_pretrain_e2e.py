@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from .conftest import REPO, VENV_BIN, run_cli
+from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
 
 CONFIG_DIR = os.path.join(REPO, "examples", "audio", "pretraining")
 # no random crops (fairseq crops with the global numpy RNG, which a resumed run reseeds),
@@ -48,14 +48,7 @@ def test_resumed_run_continues_with_the_same_teacher(demo_corpus, tmp_path):
     train(tmp_path, demo_corpus, tmp_path / "straight", 12)
     train(tmp_path, demo_corpus, tmp_path / "resumed", 6)
     train(tmp_path, demo_corpus, tmp_path / "resumed", 12)  # picks up checkpoint_last.pt at 6
-    a = torch.load(tmp_path / "straight" / "checkpoint_last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "checkpoint_last.pt", weights_only=False)["model"]
-    assert a["_ema"].keys() == b["_ema"].keys()
-    for key in a["_ema"]:
-        assert torch.equal(a["_ema"][key], b["_ema"][key]), key
-    for key in a:
-        if key != "_ema":
-            assert torch.equal(a[key], b[key]), key
+    assert_same_student_and_teacher(tmp_path / "straight" / "checkpoint_last.pt", tmp_path / "resumed" / "checkpoint_last.pt")
 
 
 def test_two_process_ddp_on_cpu_keeps_teachers_identical(demo_corpus, tmp_path):

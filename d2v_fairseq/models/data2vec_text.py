@@ -23,7 +23,7 @@ from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
 from fairseq.models.transformer.transformer_config import DecoderConfig, EncDecBaseConfig
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
-from omegaconf import II, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..modules.transformer import run_blocks, zero_padding
@@ -51,7 +51,11 @@ class Data2VecTextConfig(Data2VecSharedConfig):
     """The released text config's fields; defaults are the paper's Base values (fairseq's
     ``examples/data2vec/config/text/pretraining/base.yaml``)."""
 
-    max_positions: int = II("task.tokens_per_sample")
+    max_positions: Optional[int] = field(
+        default=None,
+        metadata={"help": "kept for released configs (task.tokens_per_sample there); the body's "
+                  "transformer.max_source_positions sets the positions"},
+    )
     head_layers: int = field(
         default=2, metadata={"help": "regression head: 1 = Linear; 2 = Linear(D, 2D), GELU, Linear(2D, D)"}
     )
@@ -255,10 +259,20 @@ class Data2VecTextModel(Data2VecModel):
         )
 
     def upgrade_state_dict_named(self, state_dict: Dict, name: str) -> None:
-        """Fine-tuning from a pre-trained checkpoint: the pre-training modules (head, teacher)
-        are dropped, and classification heads the checkpoint lacks keep their fresh weights."""
+        """Released checkpoints keep the teacher under ``encoder._ema``: it moves to the core's
+        ``_ema``. Fine-tuning from a pre-trained checkpoint: the pre-training modules (head,
+        teacher) are dropped, and classification heads the checkpoint lacks keep their fresh weights."""
         prefix = name + "." if name else ""
         super().upgrade_state_dict_named(state_dict, name)
+        if prefix + "encoder._ema" in state_dict:
+            state_dict[prefix + "_ema"] = state_dict.pop(prefix + "encoder._ema")
+        saved = state_dict.get(prefix + "encoder.sentence_encoder.embed_tokens.weight")
+        if saved is not None and saved.size(0) != len(self.dictionary):
+            raise ValueError(
+                f"the checkpoint's vocabulary has {saved.size(0)} entries, this task's dictionary "
+                f"{len(self.dictionary)} (its dict.txt plus fairseq's special symbols and <mask>): "
+                "the data must be binarized with the pre-training dict.txt (manifests/glue.py --dict)"
+            )
         if len(self.classification_heads) == 0:
             return
         self.remove_pretraining_modules()
