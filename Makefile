@@ -37,8 +37,9 @@ demo: $(STAMP) espeak
 test: $(STAMP) debian-data
 	$(VPY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) debian-data
 	$(VPY) bench/pretrain_speed.py
+	$(VPY) bench/text_speed.py
 
 clean-demo:
 	rm -rf $(WORK)

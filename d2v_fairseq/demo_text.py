@@ -111,7 +111,7 @@ def main() -> None:
     """Runs the demo (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="work/demo-text")
-    parser.add_argument("--pretrain-updates", type=int, default=1000)
+    parser.add_argument("--pretrain-updates", type=int, default=800)
     parser.add_argument("--finetune-updates", type=int, default=400)
     parser.add_argument("--train-per-class", type=int, default=40)
     parser.add_argument("--vocab-size", type=int, default=4000)

@@ -135,3 +135,21 @@ def test_roberta_style_calls(task):
     assert logits.shape == (tokens.size(0), 5)
     with pytest.raises(ValueError, match="include_target_tokens"):
         model(tokens)
+
+
+def test_span_masking_of_the_release_covers_about_31_percent(text_corpus):
+    """The release's masking (the paper's "wav2vec 2.0 masking" row): mask_prob 0.35 in spans
+    of 4, all <mask>; overlapping spans cover about 1 - (1 - 0.35/4)^4 = 31% of 512 tokens."""
+    task = masked_lm_task(text_corpus, tokens_per_sample=512, mask_prob=0.35, mask_multiple_length=4,
+                          leave_unmasked_prob=0.0, random_token_prob=0.0)
+    task.load_dataset("train")
+    dataset, pad = task.dataset("train"), task.source_dictionary.pad()
+    fractions = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if len(item["target"]) == 512:
+            chosen = item["target"].ne(pad)
+            fractions.append(float(chosen.float().mean()))
+            assert item["net_input.src_tokens"][chosen].eq(task.mask_idx).all()
+    assert len(fractions) >= 5
+    assert abs(sum(fractions) / len(fractions) - 0.31) < 0.02

@@ -1,0 +1,92 @@
+"""Text pre-training speed: this package's data2vec_text against the data2vec_text model that
+ships inside the installed fairseq (examples/data2vec), same config and data, in one run.
+
+    .venv/bin/python bench/text_speed.py [--updates 60] [--data DIR]
+
+Both train with fairseq-hydra-train from examples/text/pretraining/tiny_cpu.yaml on binarized
+WordNet glosses (built if missing: 20k glosses, 4k BPE pieces), validation off, same seed, one
+process each. The reference runs with fairseq's ``model`` criterion through a temporary
+user-dir that loads its text model the way tests/helpers/reference_text_checkpoint.py does
+(its source does not import on Python 3.11 as it is). Prints updates/s, tokens/s and peak RSS
+of each and the ratios (ours / reference).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
+REFERENCE_USER_DIR_INIT = f"""import sys
+sys.path.insert(0, {os.path.join(REPO, 'tests', 'helpers')!r})
+from reference_text_checkpoint import import_reference
+import_reference()  # registers the reference's data2vec_text
+"""
+
+
+def build_data(data: str) -> None:
+    if os.path.isfile(os.path.join(data, "train.bin")):
+        return
+    from d2v_fairseq.data.text import prepare
+    from d2v_fairseq.data.wordnet import read_glosses
+
+    os.makedirs(data, exist_ok=True)
+    glosses = [g for _, g, _ in read_glosses()]
+    with open(os.path.join(data, "raw.train.txt"), "w") as f:
+        f.write("\n".join(glosses[:20000]) + "\n")
+    with open(os.path.join(data, "raw.valid.txt"), "w") as f:
+        f.write("\n".join(glosses[-500:]) + "\n")
+    prepare(os.path.join(data, "raw.train.txt"), os.path.join(data, "raw.valid.txt"), data, vocab_size=4000)
+
+
+def run(kind: str, data: str, updates: int, workdir: str) -> dict:
+    common = [f"task.data={data}", f"checkpoint.save_dir={workdir}/{kind}_ckpt", f"optimization.max_update={updates}",
+              "dataset.disable_validation=true", "checkpoint.no_save=true", "common.log_interval=5",
+              "+lr_scheduler.lr_period_updates=10000"]
+    if kind == "ours":
+        extra = [f"common.user_dir={REPO}/d2v_fairseq"]
+    else:
+        user_dir = os.path.join(workdir, "d2v_reference_text")
+        os.makedirs(user_dir, exist_ok=True)
+        with open(os.path.join(user_dir, "__init__.py"), "w") as f:
+            f.write(REFERENCE_USER_DIR_INIT)
+        extra = [f"common.user_dir={user_dir}", "criterion._name=model", "~criterion.var_check_after_updates",
+                 "+model.transformer.decoder.input_dim=512", "+model.transformer.decoder.output_dim=512"]
+    cmd = [sys.executable, os.path.join(REPO, "bench", "_train_once.py"), "--config-dir", CONFIG_DIR,
+           "--config-name", "tiny_cpu", *common, *extra]
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{out[-5000:]}")
+    train_s = float(re.search(r"done training in ([\d.]+) seconds", out).group(1))
+    bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
+    peak = float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1))
+    tokens = sum(bsz) / len(bsz) * 128 * updates  # tokens_per_sample 128: blocks are (nearly) full
+    return {"updates_per_s": updates / train_s, "tokens_per_s": tokens / train_s, "peak_rss_mb": peak,
+            "wall_s": time.time() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=60)
+    parser.add_argument("--data", default=os.path.join(REPO, "work", "bench-text"))
+    args = parser.parse_args()
+    build_data(args.data)
+    with tempfile.TemporaryDirectory() as workdir:
+        results = {kind: run(kind, args.data, args.updates, workdir) for kind in ("reference", "ours")}
+    print(f"\ntext pre-training speed, tiny_cpu.yaml, {args.updates} updates, {os.cpu_count()} CPU threads")
+    print(f"{'':12s}{'updates/s':>12s}{'tokens/s':>12s}{'peak RSS MB':>14s}")
+    for kind, r in results.items():
+        print(f"{kind:12s}{r['updates_per_s']:12.3f}{r['tokens_per_s']:12.0f}{r['peak_rss_mb']:14.0f}")
+    ours, ref = results["ours"], results["reference"]
+    print(f"{'ratio':12s}{ours['updates_per_s'] / ref['updates_per_s']:12.3f}"
+          f"{ours['tokens_per_s'] / ref['tokens_per_s']:12.3f}{ours['peak_rss_mb'] / ref['peak_rss_mb']:14.3f}")
+
+
+if __name__ == "__main__":
+    main()
