@@ -13,11 +13,10 @@ per-stage timing of one of our updates.
 
 import argparse
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
+
+from _measure import print_table, train_once  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "audio", "pretraining")
@@ -47,20 +46,10 @@ def run(kind: str, data: str, updates: int, preset: str, workdir: str) -> dict:
             f.write("import fairseq.examples.data2vec.models.data2vec_audio  # noqa: F401\n")
         extra = [f"common.user_dir={user_dir}", "task._name=audio_pretraining", "criterion._name=model",
                  "~criterion.var_check_after_updates", "+criterion.log_keys=[ema_decay,target_var,pred_var]"]
-    cmd = [sys.executable, os.path.join(REPO, "bench", "_train_once.py"), "--config-dir", CONFIG_DIR,
-           "--config-name", "tiny_cpu", *common, *extra]
-    start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    wall = time.time() - start
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} run failed:\n{out[-5000:]}")
-    train_s = float(re.search(r"done training in ([\d.]+) seconds", out).group(1))
-    bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
-    peak = float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1))
-    samples = sum(bsz) / len(bsz) * updates if bsz else float("nan")
-    return {"updates_per_s": updates / train_s, "samples_per_s": samples / train_s, "peak_rss_mb": peak,
-            "train_s": train_s, "wall_s": wall}
+    result = train_once(kind, ["--config-dir", CONFIG_DIR, "--config-name", "tiny_cpu", *common, *extra],
+                        workdir, updates)
+    result["samples_per_s"] = result["bsz"] * updates / result["train_s"]
+    return result
 
 
 def stage_breakdown(preset: str, steps: int = 5) -> None:
@@ -128,13 +117,8 @@ def main() -> None:
     build_corpus(args.data)
     with tempfile.TemporaryDirectory() as workdir:
         results = {kind: run(kind, args.data, args.updates, args.preset, workdir) for kind in ("reference", "ours")}
-    print(f"\npre-training speed, preset {args.preset}, {args.updates} updates, demo corpus, {os.cpu_count()} CPU threads")
-    print(f"{'':12s}{'updates/s':>12s}{'samples/s':>12s}{'peak RSS MB':>14s}")
-    for kind, r in results.items():
-        print(f"{kind:12s}{r['updates_per_s']:12.3f}{r['samples_per_s']:12.0f}{r['peak_rss_mb']:14.0f}")
-    ours, ref = results["ours"], results["reference"]
-    print(f"{'ratio':12s}{ours['updates_per_s'] / ref['updates_per_s']:12.3f}"
-          f"{ours['samples_per_s'] / ref['samples_per_s']:12.3f}{ours['peak_rss_mb'] / ref['peak_rss_mb']:14.3f}")
+    print_table(f"pre-training speed, preset {args.preset}, {args.updates} updates, demo corpus, "
+                f"{os.cpu_count()} CPU threads", results, "samples_per_s")
     if not args.skip_stages:
         stage_breakdown(args.preset)
 

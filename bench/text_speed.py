@@ -13,11 +13,9 @@ of each and the ratios (ours / reference).
 
 import argparse
 import os
-import re
-import subprocess
-import sys
 import tempfile
-import time
+
+from _measure import print_table, train_once  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
@@ -56,19 +54,11 @@ def run(kind: str, data: str, updates: int, workdir: str) -> dict:
             f.write(REFERENCE_USER_DIR_INIT)
         extra = [f"common.user_dir={user_dir}", "criterion._name=model", "~criterion.var_check_after_updates",
                  "+model.transformer.decoder.input_dim=512", "+model.transformer.decoder.output_dim=512"]
-    cmd = [sys.executable, os.path.join(REPO, "bench", "_train_once.py"), "--config-dir", CONFIG_DIR,
-           "--config-name", "tiny_cpu", *common, *extra]
-    start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} run failed:\n{out[-5000:]}")
-    train_s = float(re.search(r"done training in ([\d.]+) seconds", out).group(1))
-    bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
-    peak = float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1))
-    tokens = sum(bsz) / len(bsz) * 128 * updates  # tokens_per_sample 128: blocks are (nearly) full
-    return {"updates_per_s": updates / train_s, "tokens_per_s": tokens / train_s, "peak_rss_mb": peak,
-            "wall_s": time.time() - start}
+    result = train_once(kind, ["--config-dir", CONFIG_DIR, "--config-name", "tiny_cpu", *common, *extra],
+                        workdir, updates)
+    # tokens_per_sample 128: the complete_doc blocks of the glosses are (nearly) full
+    result["tokens_per_s"] = result["bsz"] * 128 * updates / result["train_s"]
+    return result
 
 
 def main() -> None:
@@ -79,13 +69,8 @@ def main() -> None:
     build_data(args.data)
     with tempfile.TemporaryDirectory() as workdir:
         results = {kind: run(kind, args.data, args.updates, workdir) for kind in ("reference", "ours")}
-    print(f"\ntext pre-training speed, tiny_cpu.yaml, {args.updates} updates, {os.cpu_count()} CPU threads")
-    print(f"{'':12s}{'updates/s':>12s}{'tokens/s':>12s}{'peak RSS MB':>14s}")
-    for kind, r in results.items():
-        print(f"{kind:12s}{r['updates_per_s']:12.3f}{r['tokens_per_s']:12.0f}{r['peak_rss_mb']:14.0f}")
-    ours, ref = results["ours"], results["reference"]
-    print(f"{'ratio':12s}{ours['updates_per_s'] / ref['updates_per_s']:12.3f}"
-          f"{ours['tokens_per_s'] / ref['tokens_per_s']:12.3f}{ours['peak_rss_mb'] / ref['peak_rss_mb']:14.3f}")
+    print_table(f"text pre-training speed, tiny_cpu.yaml, {args.updates} updates, {os.cpu_count()} CPU threads",
+                results, "tokens_per_s")
 
 
 if __name__ == "__main__":

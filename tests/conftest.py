@@ -117,3 +117,28 @@ def assert_same_student_and_teacher(checkpoint_a, checkpoint_b):
     for key in a:
         if key != "_ema":
             assert torch.equal(a[key], b[key]), key
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
+
+
+def write_rte(root, lines_by_split):
+    os.makedirs(root / "RTE", exist_ok=True)
+    for split, lines in lines_by_split.items():
+        (root / "RTE" / f"{split}.tsv").write_text("\n".join([RTE_HEADER, *lines]) + "\n")
+
+
+def rte_lines(n, offset=0):
+    labels = ("entailment", "not_entailment")
+    return [f"{i}\tthe cat {i} sat on the mat\ta cat sat\t{labels[(i + offset) % 2]}" for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def rte_bin(text_corpus, tmp_path_factory):
+    """GLUE-format RTE (48 train, 16 dev sentence pairs) prepared with the text corpus's BPE and dictionary."""
+    from d2v_fairseq.data.glue import prepare_task
+
+    root = tmp_path_factory.mktemp("glue")
+    write_rte(root, {"train": rte_lines(48), "dev": rte_lines(16, offset=1)})
+    return prepare_task(str(root), str(root / "out"), "RTE", os.path.join(text_corpus, "sentencepiece.bpe.model"),
+                        os.path.join(text_corpus, "dict.txt"))

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
-from .data.test_glue import rte_bin  # noqa: F401  (fixture)
 
 CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
 

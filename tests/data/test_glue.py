@@ -7,22 +7,10 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from d2v_fairseq.data.glue import TASKS, prepare_task, read_glue_tsv
+from d2v_fairseq.data.glue import TASKS, read_glue_tsv
 from d2v_fairseq.data.text import TextInputError
 
-RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
-
-
-def write_rte(root, lines_by_split):
-    os.makedirs(root / "RTE", exist_ok=True)
-    for split, lines in lines_by_split.items():
-        (root / "RTE" / f"{split}.tsv").write_text("\n".join([RTE_HEADER, *lines]) + "\n")
-
-
-def rte_lines(n, offset=0):
-    labels = ("entailment", "not_entailment")
-    return [f"{i}\tthe cat {i} sat on the mat\ta cat sat\t{labels[(i + offset) % 2]}" for i in range(n)]
-
+from ..conftest import rte_lines, write_rte
 
 def test_wrong_column_count_is_named(tmp_path):
     write_rte(tmp_path, {"train": rte_lines(3) + ["9\tonly two columns"]})
@@ -45,14 +33,6 @@ def test_sts_b_scores_become_regression_targets(tmp_path):
         read_glue_tsv(str(tmp_path / "STS-B" / "train.tsv"), TASKS["STS-B"])
     (tmp_path / "STS-B" / "train.tsv").write_text("\n".join([header, row.format("4.0")]) + "\n")
     assert read_glue_tsv(str(tmp_path / "STS-B" / "train.tsv"), TASKS["STS-B"]) == [("a man plays", "someone plays", "0.8")]
-
-
-@pytest.fixture(scope="module")
-def rte_bin(text_corpus, tmp_path_factory):
-    root = tmp_path_factory.mktemp("glue")
-    write_rte(root, {"train": rte_lines(48), "dev": rte_lines(16, offset=1)})
-    return prepare_task(str(root), str(root / "out"), "RTE", os.path.join(text_corpus, "sentencepiece.bpe.model"),
-                        os.path.join(text_corpus, "dict.txt"))
 
 
 def test_rte_is_binarized_with_the_pretraining_dictionary(rte_bin, text_corpus):

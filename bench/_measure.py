@@ -1,0 +1,39 @@
+"""What the speed benchmarks share: one fairseq-hydra-train run in its own process (through
+_train_once.py, which reports its peak RSS), its figures parsed from the log, and the table."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+
+
+def train_once(kind: str, args: List[str], cwd: str, updates: int) -> Dict[str, float]:
+    """Runs fairseq-hydra-train with ``args``; returns updates_per_s, the mean batch size
+    (``bsz``), seconds of training, peak RSS in MB, wall seconds."""
+    start = time.time()
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "_train_once.py"), *args],
+                          capture_output=True, text=True, cwd=cwd)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{out[-5000:]}")
+    train_s = float(re.search(r"done training in ([\d.]+) seconds", out).group(1))
+    bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
+    return {"updates_per_s": updates / train_s, "bsz": sum(bsz) / len(bsz) if bsz else float("nan"),
+            "train_s": train_s, "peak_rss_mb": float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1)),
+            "wall_s": time.time() - start}
+
+
+def print_table(title: str, results: Dict[str, Dict[str, float]], rate: str) -> None:
+    """updates/s, ``rate`` (e.g. samples_per_s) and peak RSS of "reference" and "ours", and ours / reference."""
+    label = rate.replace("_per_s", "/s")
+    print(f"\n{title}")
+    print(f"{'':12s}{'updates/s':>12s}{label:>12s}{'peak RSS MB':>14s}")
+    for kind, r in results.items():
+        print(f"{kind:12s}{r['updates_per_s']:12.3f}{r[rate]:12.0f}{r['peak_rss_mb']:14.0f}")
+    ours, ref = results["ours"], results["reference"]
+    print(f"{'ratio':12s}{ours['updates_per_s'] / ref['updates_per_s']:12.3f}"
+          f"{ours[rate] / ref[rate]:12.3f}{ours['peak_rss_mb'] / ref['peak_rss_mb']:14.3f}")
