@@ -13,10 +13,13 @@ setup(
     # fairseq comes from ve-fairseq==0.12.3 installed with --no-deps (see Makefile);
     # the rest is pinned in requirements.txt.
     install_requires=[],
+    # export to Hugging Face transformers (python -m d2v_fairseq.export): pip install .[hf]
+    extras_require={"hf": ["transformers==5.24.0"]},
     entry_points={
         "console_scripts": [
             "d2v-hydra-train = d2v_fairseq.launch:hydra_train",
             "d2v-demo-corpus = d2v_fairseq.data.demo_corpus:main",
+            "d2v-export = d2v_fairseq.export:main",
         ]
     },
 )

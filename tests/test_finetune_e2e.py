@@ -159,3 +159,34 @@ def test_finetuning_starts_from_a_released_format_pretrained_checkpoint(demo_cor
                     "optimization.max_update=4", "dataset.validate_interval_updates=4", "model.freeze_finetune_updates=2",
                     "model.mask_channel_length=4"], cwd=tmp_path)
     assert re.search(r"valid on 'valid' subset .*\| wer [\d.]+", proc.stdout + proc.stderr)
+
+
+def test_ctc_model_exports_to_transformers_with_the_same_greedy_transcripts(demo_corpus, finetuned, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from d2v_fairseq.export import export
+
+    checkpoint = str(finetuned / "ft" / "checkpoint_best.pt")
+    written, out_dir = export(checkpoint, str(tmp_path / "hf"), data_dir=demo_corpus)
+    assert written == "Data2VecAudioForCTC"
+    processor = transformers.Wav2Vec2Processor.from_pretrained(out_dir)
+    hf = transformers.Data2VecAudioForCTC.from_pretrained(out_dir).eval()
+    assert processor.tokenizer.pad_token == "<s>" and hf.config.pad_token_id == 0  # the CTC blank
+    asr = Transcriber(checkpoint, data_dir=demo_corpus)
+    waves = [sf.read(os.path.join(demo_corpus, "wav", f"test_{i:04d}.wav"), dtype="float32")[0] for i in range(4)]
+    inputs = processor(waves, sampling_rate=16000, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = hf(inputs.input_values, attention_mask=inputs.attention_mask).logits
+    frames = hf._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1)).tolist()
+    theirs = [processor.decode(logits[b, :n].argmax(-1)) for b, n in enumerate(frames)]  # padded batch: own frames
+    ours = [asr.transcribe(w) for w in waves]
+    assert [t.strip() for t in theirs] == ours
+    # emissions agree too, not only their argmax
+    source = torch.nn.functional.layer_norm(torch.as_tensor(waves[0]), waves[0].shape)[None]
+    with torch.no_grad():
+        ours_lp = asr.emissions(source)[0]
+        theirs_lp = torch.log_softmax(hf(source).logits[0], -1)
+    assert torch.allclose(ours_lp, theirs_lp, atol=1e-4)
+    pipe = transformers.pipeline("automatic-speech-recognition", model=out_dir)
+    assert pipe(waves[1])["text"].strip() == ours[1]

@@ -1,0 +1,180 @@
+"""Export to Hugging Face transformers, offline: ``python -m d2v_fairseq.export CKPT OUT_DIR``
+(console script ``d2v-export``).
+
+Reads a checkpoint of this package (or a released-format one that loads into it) and writes a
+directory that transformers' ``from_pretrained(OUT_DIR)`` loads, weights as safetensors:
+
+* pre-trained ``data2vec_audio`` -> ``Data2VecAudioModel`` + the feature extractor's config
+  (16 kHz, ``do_normalize`` as the task's ``normalize``);
+* CTC fine-tuned (``wav2vec_ctc`` around ``data2vec_audio``) -> ``Data2VecAudioForCTC`` + a
+  processor: tokenizer vocabulary from the fine-tuning dictionary (fairseq's indices kept),
+  ``|`` as word delimiter, the CTC blank (``<s>``, index 0) as the pad token, so that
+  ``pipeline("automatic-speech-recognition", model=OUT_DIR)`` transcribes.
+
+Config fields carry the model's real values (layer-norm eps, positional-conv kernel and depth,
+conv layers, ...). What transformers cannot represent exactly (a pre-LN speech model, a
+group-norm conv front end) stops with an error that says why, never an approximate export.
+transformers is an optional extra: ``pip install .[hf]``.
+"""
+
+import argparse
+import json
+import logging
+import os
+from typing import Dict, Tuple
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class NotExportable(ValueError):
+    """The model has a feature transformers' class cannot represent exactly."""
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as e:  # optional dependency
+        raise ImportError("export needs transformers: pip install '.[hf]' (transformers==5.24.0)") from e
+    return transformers
+
+
+# --- speech -----------------------------------------------------------------------------------
+def audio_config(cfg, vocab_size: int = 32) -> Dict:
+    """transformers' Data2VecAudioConfig fields for our data2vec_audio config ``cfg``."""
+    from .models.data2vec_audio import parse_conv_layers
+
+    if cfg.layer_norm_first:
+        raise NotExportable("layer_norm_first=true (pre-LN blocks): transformers' Data2VecAudio has post-LN blocks only")
+    if cfg.extractor_mode != "layer_norm":
+        raise NotExportable(f"extractor_mode={cfg.extractor_mode}: transformers' Data2VecAudio conv front end "
+                            "uses layer norm in every layer")
+    conv = parse_conv_layers(cfg.conv_feature_layers)
+    depth = cfg.pos_conv_depth
+    if depth < 2:
+        raise NotExportable("pos_conv_depth=1 (one weight-normed positional conv, the wav2vec 2.0 layout): "
+                            "transformers' Data2VecAudio has a stack of plain convs")
+    return dict(
+        hidden_size=cfg.encoder_embed_dim, num_hidden_layers=cfg.encoder_layers,
+        num_attention_heads=cfg.encoder_attention_heads, intermediate_size=cfg.encoder_ffn_embed_dim,
+        hidden_act=str(cfg.activation_fn), layer_norm_eps=1e-5,
+        conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
+        conv_bias=cfg.conv_bias, feat_extract_activation="gelu",
+        num_conv_pos_embeddings=depth, conv_pos_kernel_size=max(3, cfg.conv_pos // depth),
+        num_conv_pos_embedding_groups=cfg.conv_pos_groups,
+        hidden_dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout,
+        feat_proj_dropout=cfg.dropout_input, layerdrop=cfg.encoder_layerdrop,
+        mask_time_prob=cfg.mask_prob, mask_time_length=cfg.mask_length,
+        vocab_size=vocab_size,
+    )
+
+
+def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, torch.Tensor]:
+    """Our data2vec_audio weights (keys under ``prefix``) -> transformers' Data2VecAudioModel keys.
+    The teacher, the regression head and update counters are not part of that model."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            continue
+        k = key[len(prefix):]
+        if k in ("_ema", "_ema_updates") or k.startswith("final_proj.") or k.endswith(".version"):
+            continue
+        parts = k.split(".")
+        if k == "mask_emb":
+            new = "masked_spec_embed"
+        elif k.startswith("feature_extractor.conv_layers."):
+            i, rest = parts[2], ".".join(parts[3:])  # i.0.weight (conv), i.2.1.* (layer norm)
+            new = f"feature_extractor.conv_layers.{i}." + {"0.weight": "conv.weight", "0.bias": "conv.bias",
+                                                          "2.1.weight": "layer_norm.weight",
+                                                          "2.1.bias": "layer_norm.bias"}[rest]
+        elif k.startswith("layer_norm."):
+            new = "feature_projection." + k
+        elif k.startswith("post_extract_proj."):
+            new = "feature_projection.projection." + parts[-1]
+        elif k.startswith("encoder.pos_conv."):
+            new = f"encoder.pos_conv_embed.layers.{parts[2]}.conv.{parts[-1]}"  # j.0.weight: the conv
+        elif k.startswith("encoder.layer_norm."):
+            new = k
+        elif k.startswith("encoder.layers."):
+            i, rest = parts[2], ".".join(parts[3:])
+            rest = (rest.replace("self_attn_layer_norm.", "layer_norm.").replace("self_attn.", "attention.")
+                    .replace("fc1.", "feed_forward.intermediate_dense.").replace("fc2.", "feed_forward.output_dense."))
+            new = f"encoder.layers.{i}.{rest}"
+        else:
+            raise NotExportable(f"{key}: no place in transformers' Data2VecAudioModel")
+        out[new] = value
+    return out
+
+
+def letter_vocabulary(dictionary) -> Dict[str, int]:
+    """fairseq's target dictionary as a tokenizer vocabulary, indices unchanged (blank = <s> = 0)."""
+    return {symbol: index for index, symbol in enumerate(dictionary.symbols)}
+
+
+def export_audio(model, cfg, task, out_dir: str) -> str:
+    """Writes the pre-trained or CTC model; returns the transformers class name written."""
+    tf = _transformers()
+    is_ctc = hasattr(model, "w2v_encoder")
+    body = model.w2v_encoder.w2v_model if is_ctc else model
+    state = model.state_dict()
+    extractor = tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                            do_normalize=bool(cfg.task.normalize), return_attention_mask=True)
+    if not is_ctc:
+        config = tf.Data2VecAudioConfig(**audio_config(body.cfg))
+        hf = tf.Data2VecAudioModel(config)
+        hf.load_state_dict(audio_state(state), strict=True)
+        hf.save_pretrained(out_dir, safe_serialization=True)
+        extractor.save_pretrained(out_dir)
+        return "Data2VecAudioModel"
+    dictionary = task.target_dictionary
+    config = tf.Data2VecAudioConfig(**audio_config(body.cfg, vocab_size=len(dictionary)),
+                                    pad_token_id=dictionary.bos(), ctc_loss_reduction="sum", ctc_zero_infinity=True)
+    hf = tf.Data2VecAudioForCTC(config)
+    weights = {"data2vec_audio." + k: v for k, v in audio_state(state, "w2v_encoder.w2v_model.").items()}
+    weights["lm_head.weight"], weights["lm_head.bias"] = state["w2v_encoder.proj.weight"], state["w2v_encoder.proj.bias"]
+    hf.load_state_dict(weights, strict=True)
+    hf.save_pretrained(out_dir, safe_serialization=True)
+    vocab_path = os.path.join(out_dir, "vocab.json")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        json.dump(letter_vocabulary(dictionary), f, ensure_ascii=False)
+    symbols = dictionary.symbols
+    tokenizer = tf.Wav2Vec2CTCTokenizer(vocab_path, pad_token=symbols[dictionary.bos()], unk_token=symbols[dictionary.unk()],
+                                        bos_token=None, eos_token=None, word_delimiter_token="|")
+    tf.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
+    return "Data2VecAudioForCTC"
+
+
+# --- entry point --------------------------------------------------------------------------------
+def export(checkpoint: str, out_dir: str, data_dir: str = None) -> Tuple[str, str]:
+    """Exports ``checkpoint`` to ``out_dir``; returns (transformers class, out_dir)."""
+    from .checkpoint import load_pretrained
+
+    overrides = {"data": data_dir} if data_dir else None
+    model, cfg, task = load_pretrained(checkpoint, arg_overrides=overrides)
+    model.eval()
+    name = cfg.model._name
+    if name == "data2vec_audio" or (name == "wav2vec_ctc" and cfg.model.w2v_args.model._name == "data2vec_audio"):
+        written = export_audio(model, cfg, task, out_dir)
+    else:
+        raise NotExportable(f"{checkpoint}: model {name}: export covers data2vec_audio and its CTC fine-tuning so far")
+    logger.info(f"{checkpoint} -> {out_dir} ({written})")
+    return written, out_dir
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("out_dir")
+    parser.add_argument("--data", help="the data directory of a fine-tuned checkpoint (its dictionary), "
+                        "if it moved since fine-tuning")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    written, out_dir = export(args.checkpoint, args.out_dir, args.data)
+    print(f"wrote {written} to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
