@@ -77,3 +77,49 @@ def test_finetuning_with_another_dictionary_says_which_sizes_differ(text_corpus,
     (data / "input0" / "dict.txt").write_text("\n".join(lines[:-20]) + "\n")
     with pytest.raises(AssertionError, match=r"vocabulary has \d+ entries, this task's dictionary \d+"):
         finetune(tmp_path, data, tmp_path / "ft", tmp_path / "pre" / "checkpoint_last.pt")
+
+
+def test_text_models_export_to_transformers(text_corpus, rte_bin, tmp_path):
+    """data2vec_text -> Data2VecTextModel and the fine-tuned one -> ...ForSequenceClassification:
+    transformers' own classes and tokenizer, loaded with from_pretrained, give our features and
+    logits on padded sentence pairs."""
+    transformers = pytest.importorskip("transformers")
+    from d2v_fairseq.checkpoint import load_pretrained
+    from d2v_fairseq.export import export
+
+    train(tmp_path, text_corpus, tmp_path / "pre", 2)
+    finetune(tmp_path, rte_bin, tmp_path / "ft", tmp_path / "pre" / "checkpoint_last.pt",
+             "optimization.max_update=2", "lr_scheduler.total_num_update=2")
+    sp_model = os.path.join(text_corpus, "sentencepiece.bpe.model")
+    pairs = [("a small bird that sings", "a bird"), ("the act of moving quickly from one place to another", "moving")]
+    for kind, checkpoint, hf_class in (("pre", tmp_path / "pre" / "checkpoint_last.pt", "Data2VecTextModel"),
+                                       ("ft", tmp_path / "ft" / "checkpoint_best.pt",
+                                        "Data2VecTextForSequenceClassification")):
+        written, out_dir = export(str(checkpoint), str(tmp_path / f"hf_{kind}"), sp_model=sp_model)
+        assert written == hf_class
+        tokenizer = transformers.AutoTokenizer.from_pretrained(out_dir)
+        hf = getattr(transformers, hf_class).from_pretrained(out_dir).eval()
+        ours, _, task = load_pretrained(str(checkpoint), arg_overrides={"data": str(rte_bin if kind == "ft" else text_corpus)})
+        ours.eval()
+        batch = tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
+        # the tokenizer gives the ids fairseq gives: <s> A </s> </s> B </s>, pieces from our BPE
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=sp_model)
+        d = task.source_dictionary
+        a = [d.index(p) for p in sp.encode(pairs[0][0], out_type=str)]
+        b = [d.index(p) for p in sp.encode(pairs[0][1], out_type=str)]
+        expected_ids = [d.bos(), *a, d.eos(), d.eos(), *b, d.eos()]
+        assert batch.input_ids[0, :len(expected_ids)].tolist() == expected_ids
+        tokens = batch.input_ids.masked_fill(batch.input_ids >= len(d), d.unk())  # pieces fairseq reads as <unk>
+        with torch.no_grad():
+            if kind == "pre":
+                got = hf(**batch).last_hidden_state
+                want, _ = ours(tokens, features_only=True)
+                real = batch.attention_mask.bool()
+                assert torch.allclose(got[real], want[real], atol=1e-4)
+            else:
+                got = hf(**batch).logits
+                want, _ = ours(tokens, features_only=True, classification_head_name="sentence_classification_head")
+                assert torch.allclose(got, want, atol=1e-4)
+    assert hf.config.layer_norm_eps == 1e-5 and hf.config.max_position_embeddings == 128 + 2
