@@ -7,7 +7,6 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 
-
 class RepresentationCollapse(RuntimeError):
     """Raised when the targets or predictions stop varying: the student and teacher have
     collapsed to a constant representation and further training is wasted."""
