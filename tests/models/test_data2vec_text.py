@@ -153,3 +153,20 @@ def test_span_masking_of_the_release_covers_about_31_percent(text_corpus):
             assert item["net_input.src_tokens"][chosen].eq(task.mask_idx).all()
     assert len(fractions) >= 5
     assert abs(sum(fractions) / len(fractions) - 0.31) < 0.02
+
+
+def test_both_criteria_give_the_same_loss(task):
+    """fairseq's ``criterion: model`` (the released text recipe's) and ``data2vec_regression``
+    read the one loss the model computes."""
+    from fairseq.criterions.model_criterion import ModelCriterion
+
+    from d2v_fairseq.criterions.data2vec_regression import Data2VecRegressionConfig, Data2VecRegressionCriterion
+
+    model = tiny_text_model(task).train()
+    model.set_num_updates(0)
+    sample = batch(task)
+    torch.manual_seed(3)
+    loss, size, _ = Data2VecRegressionCriterion(Data2VecRegressionConfig(), task=None)(model, sample)
+    torch.manual_seed(3)
+    their_loss, their_size, _ = ModelCriterion(task=None, loss_weights={}, log_keys=[])(model, sample)
+    assert size == their_size > 0 and loss.item() == pytest.approx(their_loss.item(), rel=1e-6)
