@@ -46,7 +46,7 @@ def run(cmd: List[str], log_path: str, show=SHOW) -> str:
             log.write(line)
             lines.append(line)
             if any(key in line for key in show):
-                print("  " + line.rstrip().split(" - ", 1)[-1][-200:], flush=True)
+                print("  " + line.rstrip().split(" - ", 1)[-1][:200], flush=True)
     if proc.returncode != 0:
         tail = "".join(lines[-30:])
         raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\nfull log: {log_path}")
