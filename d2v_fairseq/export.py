@@ -114,8 +114,8 @@ def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, t
     return out
 
 
-def letter_vocabulary(dictionary) -> Dict[str, int]:
-    """fairseq's target dictionary as a tokenizer vocabulary, indices unchanged (blank = <s> = 0)."""
+def dictionary_vocabulary(dictionary) -> Dict[str, int]:
+    """A fairseq dictionary as a tokenizer vocabulary, indices unchanged (for CTC: blank = <s> = 0)."""
     return {symbol: index for index, symbol in enumerate(dictionary.symbols)}
 
 
@@ -142,10 +142,9 @@ def export_audio(model, cfg, task, out_dir: str) -> str:
     weights["lm_head.weight"], weights["lm_head.bias"] = state["w2v_encoder.proj.weight"], state["w2v_encoder.proj.bias"]
     hf.load_state_dict(weights, strict=True)
     hf.save_pretrained(out_dir, safe_serialization=True)
-    vocab_path = os.path.join(out_dir, "vocab.json")
-    os.makedirs(out_dir, exist_ok=True)
+    vocab_path = os.path.join(out_dir, "vocab.json")  # save_pretrained made out_dir
     with open(vocab_path, "w", encoding="utf-8") as f:
-        json.dump(letter_vocabulary(dictionary), f, ensure_ascii=False)
+        json.dump(dictionary_vocabulary(dictionary), f, ensure_ascii=False)
     symbols = dictionary.symbols
     tokenizer = tf.Wav2Vec2CTCTokenizer(vocab_path, pad_token=symbols[dictionary.bos()], unk_token=symbols[dictionary.unk()],
                                         bos_token=None, eos_token=None, word_delimiter_token="|")
@@ -227,7 +226,7 @@ def text_tokenizer(sp_model: str, dictionary, max_length: int):
     generate_merges = importlib.import_module("transformers.convert_slow_tokenizer").generate_merges
     sp = spm.SentencePieceProcessor(model_file=sp_model)
     pieces = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    vocab = {symbol: index for index, symbol in enumerate(dictionary.symbols)}
+    vocab = dictionary_vocabulary(dictionary)
     missing = [p for p in pieces if p not in vocab]
     for piece in missing:
         vocab[piece] = len(vocab)
