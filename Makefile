@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text test bench clean-demo espeak debian-data
+.PHONY: venv demo demo-text demo-vision test bench clean-demo espeak debian-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text)
 DEBIAN_PACKAGES := espeak-ng wordnet-base
@@ -46,3 +46,6 @@ clean-demo:
 
 demo-text: $(STAMP) debian-data
 	$(VPY) -m d2v_fairseq.demo_text --work work/demo-text
+
+demo-vision: $(STAMP)
+	$(VPY) -m d2v_fairseq.demo_vision --work work/demo-vision

@@ -1,1 +1,2 @@
 from .data2vec_regression import Data2VecRegressionCriterion, RepresentationCollapse  # noqa: F401
+from .image_classification import ImageClassificationCriterion  # noqa: F401

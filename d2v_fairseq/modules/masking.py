@@ -87,3 +87,69 @@ def channel_mask(
         for start in rng.integers(0, channels - length + 1, size=count):
             mask[row, start: start + length] = True
     return torch.from_numpy(mask).to(device)
+
+
+def block_mask_rects(
+    grid: tuple,
+    num_masked: int,
+    rng: np.random.Generator,
+    min_block: int = 16,
+    min_aspect: float = 0.3,
+    max_attempts: int = 100,
+) -> tuple:
+    """BEiT's block-wise masking of a (gh, gw) patch grid (Bao et al., 2022, alg. 1).
+
+    Rectangles of at least ``min_block`` patches with aspect ratio in [min_aspect, 1/min_aspect]
+    are placed at random, each adding at most the patches still wanted, until ``num_masked``
+    patches are masked (or ``max_attempts`` draws in a row add none). Returns (mask (gh, gw)
+    bool array, the rectangles as (top, left, height, width))."""
+    gh, gw = grid
+    if not 0 <= num_masked <= gh * gw:
+        raise ValueError(f"cannot mask {num_masked} of {gh * gw} patches")
+    if num_masked > 0 and min_block > num_masked:
+        raise ValueError(f"min_mask_patches_per_block={min_block} exceeds the {num_masked} patches to mask")
+    mask = np.zeros((gh, gw), dtype=bool)
+    rects = []
+    log_aspect = (np.log(min_aspect), np.log(1.0 / min_aspect))
+    failures = 0
+    while mask.sum() < num_masked and failures < max_attempts:
+        wanted = num_masked - int(mask.sum())
+        area = rng.uniform(min_block, max(min_block, num_masked))
+        aspect = np.exp(rng.uniform(*log_aspect))
+        h, w = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+        if h * w < min_block or h > gh or w > gw:
+            failures += 1
+            continue
+        top, left = int(rng.integers(0, gh - h + 1)), int(rng.integers(0, gw - w + 1))
+        added = h * w - int(mask[top: top + h, left: left + w].sum())
+        if 0 < added <= wanted:
+            mask[top: top + h, left: left + w] = True
+            rects.append((top, left, h, w))
+            failures = 0
+        else:
+            failures += 1
+    return mask, rects
+
+
+def block_mask(
+    batch: int,
+    grid: tuple,
+    mask_prob: float,
+    *,
+    seed: int,
+    num_updates: int,
+    sample_ids: Optional[Sequence[int]] = None,
+    num_masked: int = 0,
+    min_block: int = 16,
+    min_aspect: float = 0.3,
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Block masks (B, gh * gw) for a batch, each drawn from (seed, update, sample id):
+    ``num_masked`` patches per image, or round(mask_prob * patches) when it is 0."""
+    count = num_masked if num_masked > 0 else int(round(mask_prob * grid[0] * grid[1]))
+    ids = range(batch) if sample_ids is None else [int(i) for i in sample_ids]
+    masks = [
+        block_mask_rects(grid, count, np.random.default_rng([int(seed), int(num_updates), i]), min_block, min_aspect)[0]
+        for i in ids
+    ]
+    return torch.from_numpy(np.stack(masks).reshape(batch, -1)).to(device)

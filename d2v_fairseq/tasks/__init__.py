@@ -1,2 +1,3 @@
 from .audio_ctc import AudioCtcTask  # noqa: F401
 from .audio_pretraining import CheckedAudioPretrainingTask  # noqa: F401
+from .images import ImageClassificationTask, ImagePretrainingTask  # noqa: F401

@@ -50,3 +50,29 @@ def test_channel_mask_draws_zero_spans_without_crashing_and_repeats():
     assert torch.equal(a, b)
     per_row = a.sum(-1)
     assert (per_row == 0).any() and (per_row > 0).any()
+
+
+# --- BEiT block masks (vision) -------------------------------------------------------------
+def test_block_masks_cover_60_percent_in_blocks_of_at_least_16_patches():
+    from d2v_fairseq.modules.masking import block_mask_rects
+
+    for seed in range(50):
+        mask, rects = block_mask_rects((14, 14), 120, np.random.default_rng(seed))
+        assert abs(mask.mean() - 0.6) <= 0.02, (seed, mask.sum())
+        assert rects and all(h * w >= 16 for _, _, h, w in rects)
+        covered = np.zeros_like(mask)
+        for top, left, h, w in rects:
+            covered[top:top + h, left:left + w] = True
+        assert np.array_equal(covered, mask)  # nothing masked outside the blocks
+
+
+def test_block_masks_repeat_per_sample_and_differ_across_samples_and_updates():
+    from d2v_fairseq.modules.masking import block_mask
+
+    a = block_mask(3, (8, 8), 0.6, seed=1, num_updates=5, sample_ids=[7, 8, 9])
+    b = block_mask(2, (8, 8), 0.6, seed=1, num_updates=5, sample_ids=[9, 7])
+    assert a.shape == (3, 64) and a.dtype == torch.bool
+    assert torch.equal(a[2], b[0]) and torch.equal(a[0], b[1])  # a sample's mask ignores its batch
+    assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a, block_mask(3, (8, 8), 0.6, seed=1, num_updates=6, sample_ids=[7, 8, 9]))
+    assert abs(a.float().mean().item() - 0.6) < 0.05
