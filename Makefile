@@ -40,6 +40,7 @@ test: $(STAMP) debian-data
 bench: $(STAMP) debian-data
 	$(VPY) bench/pretrain_speed.py
 	$(VPY) bench/text_speed.py
+	$(VPY) bench/vision_speed.py
 
 clean-demo:
 	rm -rf $(WORK)

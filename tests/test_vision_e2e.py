@@ -77,16 +77,60 @@ def test_finetuning_logs_top1_top5_and_the_evaluation_command_prints_them(image_
     pre = torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)["model"]
     ft = torch.load(tmp_path / "ft" / "checkpoint_best.pt", weights_only=False)
     assert "_ema" not in ft["model"] and "head.weight" in ft["model"]
+    # the fine-tuned checkpoint carries the pre-trained config: it loads without that checkpoint
+    assert ft["cfg"]["model"]["pretrained_args"]["depth"] == 2 and ft["cfg"]["model"]["num_classes"] == 3
     key = "blocks.0.mlp.0.weight"
     # started from the pre-trained student: 6 small steps move a weight far less than a new init would
     assert (ft["model"]["encoder.encoder." + key] - pre["encoder." + key]).abs().max() < 0.02
+    os.rename(tmp_path / "pre", tmp_path / "pre-moved")
     proc = run_cli([os.path.join(VENV_BIN, "python"), "-m", "d2v_fairseq.classify",
                     str(tmp_path / "ft" / "checkpoint_best.pt"), str(image_folder.parent / "img" / "val")], cwd=tmp_path)
     match = re.search(r"12 images, top-1 ([\d.]+)%, top-5 ([\d.]+)%", proc.stdout)
     assert match and float(match.group(2)) == 100.0  # 3 classes: the top 5 always hold the label
     # the random-init baseline keeps the architecture, not the weights (another seed, so that
     # its initialization is not the one pre-training started from)
-    finetune(tmp_path, image_folder, tmp_path / "rand", tmp_path / "pre" / "checkpoint_last.pt",
+    finetune(tmp_path, image_folder, tmp_path / "rand", tmp_path / "pre-moved" / "checkpoint_last.pt",
              "model.no_pretrained_weights=true", "common.seed=7", "optimization.max_update=1", "optimizer.groups.default.lr_scheduler.max_update=1")
     rand = torch.load(tmp_path / "rand" / "checkpoint_last.pt", weights_only=False)["model"]
     assert (rand["encoder.encoder." + key] - pre["encoder." + key]).abs().max() > 0.02
+
+
+def perturbed(checkpoint, out):
+    """``checkpoint`` with random relative-position bias and layer scales, so that an export
+    that mixed up their layout could not match."""
+    state = torch.load(checkpoint, weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for key, value in state["model"].items():
+        if key.endswith(("relative_position_bias_table", "gamma_1", "gamma_2")):
+            state["model"][key] = torch.randn(value.shape, generator=generator)
+    torch.save(state, out)
+    return out
+
+
+def test_vision_exports_to_transformers_with_equal_features_and_logits(image_folder, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from d2v_fairseq.checkpoint import load_pretrained
+    from d2v_fairseq.export import export
+
+    pretrain(tmp_path, image_folder, tmp_path / "pre", 2)
+    pre = perturbed(tmp_path / "pre" / "checkpoint_last.pt", tmp_path / "pre.pt")
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    assert export(str(pre), str(tmp_path / "hf_pre"))[0] == "Data2VecVisionModel"
+    ours, _, _ = load_pretrained(str(pre))
+    hf = transformers.Data2VecVisionModel.from_pretrained(tmp_path / "hf_pre").eval()
+    assert hf.config.layer_norm_eps == 1e-6 and hf.config.use_shared_relative_position_bias
+    with torch.no_grad():
+        expected = ours.eval().extract_features(images)["x"]
+        torch.testing.assert_close(hf(pixel_values=images).last_hidden_state, expected, atol=1e-4, rtol=1e-4)
+
+    finetune(tmp_path, image_folder, tmp_path / "ft", pre, "optimization.max_update=3",
+             "optimizer.groups.default.lr_scheduler.max_update=3")
+    ft = tmp_path / "ft" / "checkpoint_last.pt"
+    assert export(str(ft), str(tmp_path / "hf_ft"))[0] == "Data2VecVisionForImageClassification"
+    ours, _, _ = load_pretrained(str(ft))
+    hf = transformers.Data2VecVisionForImageClassification.from_pretrained(tmp_path / "hf_ft").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(pixel_values=images).logits, ours.eval()(images), atol=1e-4, rtol=1e-4)
+    processor = transformers.AutoImageProcessor.from_pretrained(tmp_path / "hf_ft")
+    assert processor.crop_size == {"height": 32, "width": 32} and processor.image_mean[0] == 0.485
