@@ -64,6 +64,17 @@ def trained_updates(save_dir: str) -> int:
     return int(state["optimizer_history"][-1]["num_updates"])
 
 
+def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str) -> None:
+    """The demos' closing table: one row per starting point ("pretrained", "random init"), one
+    column per (key, header, percent?) in ``columns``, then whether pre-training wins on ``deciding``."""
+    print(f"{'fine-tuned from':16s}" + "".join(f"{header:>10s}" for _, header, _ in columns))
+    for name, r in results.items():
+        print(f"{name:16s}" + "".join(f"{r[key]:>9.1f}%" if percent else f"{r[key]:>10.3f}" for key, _, percent in columns))
+    header = next(h for k, h, _ in columns if k == deciding)
+    gain = results["pretrained"][deciding] - results["random init"][deciding]
+    print(f"\npre-training {'wins' if gain > 0 else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
+
+
 def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
                 modality: str = "audio") -> None:
     """fairseq-hydra-train with examples/MODALITY/CONFIG_DIR/tiny_cpu.yaml, unless ``save_dir``

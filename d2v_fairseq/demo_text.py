@@ -26,7 +26,7 @@ import torch
 
 from .data.text import binarize, encode_file, read_lines, train_bpe
 from .data.wordnet import read_glosses
-from .demo import hydra_train, stage
+from .demo import hydra_train, print_comparison, stage
 
 CATEGORIES = ("noun.animal", "noun.plant", "noun.food", "noun.artifact", "noun.person", "noun.body",
               "noun.location", "noun.substance", "verb.motion", "verb.communication")
@@ -142,12 +142,8 @@ def main() -> None:
 
     stage(f"4/4 test set: definition -> WordNet category ({len(CATEGORIES)} classes, chance 10%); "
           f"{time.time() - start:.0f} s in all")
-    print(f"{'fine-tuned from':16s}{'accuracy':>10s}{'MCC':>8s}")
-    for name, r in results.items():
-        print(f"{name:16s}{r['accuracy']:>9.1f}%{r['mcc']:>8.3f}")
-    gain = results["pretrained"]["accuracy"] - results["random init"]["accuracy"]
-    print(f"\npre-training {'wins' if gain > 0 else 'does NOT win'}: {gain:+.1f} accuracy points "
-          f"({results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class)")
+    print_comparison(results, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
+                     f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class")
 
 
 if __name__ == "__main__":

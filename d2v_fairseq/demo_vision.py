@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .data.images import ImageEntry, prepare, read_manifest, write_manifest
-from .demo import hydra_train, stage
+from .demo import hydra_train, print_comparison, stage
 
 
 def build_data(work: str, label_share: float = 0.1, test_share: float = 0.3, seed: int = 1) -> str:
@@ -93,12 +93,8 @@ def main() -> None:
         results[name] = evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), os.path.join(data, "test.tsv"))
 
     stage(f"4/4 held-out test digits (10 classes, chance 10%); {time.time() - start:.0f} s in all")
-    print(f"{'fine-tuned from':16s}{'top-1':>8s}{'top-5':>8s}")
-    for name, r in results.items():
-        print(f"{name:16s}{r['top1']:>7.1f}%{r['top5']:>7.1f}%")
-    gain = results["pretrained"]["top1"] - results["random init"]["top1"]
-    print(f"\npre-training {'wins' if gain > 0 else 'does NOT win'}: {gain:+.1f} top-1 points "
-          f"({results['pretrained']['n']} test images)")
+    print_comparison(results, [("top1", "top-1", True), ("top5", "top-5", True)], "top1",
+                     f"{results['pretrained']['n']} test images")
 
 
 if __name__ == "__main__":
