@@ -6,10 +6,11 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text demo-vision test bench clean-demo espeak debian-data
+.PHONY: venv demo demo-text demo-vision demo-audio-events test bench clean-demo espeak debian-data
 
-# Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text)
-DEBIAN_PACKAGES := espeak-ng wordnet-base
+# Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
+# sound-theme-freedesktop (recorded sound events)
+DEBIAN_PACKAGES := espeak-ng wordnet-base sound-theme-freedesktop
 
 venv: $(STAMP)
 
@@ -23,7 +24,7 @@ $(STAMP): requirements.txt setup.py
 # espeak-ng synthesizes the speech demo corpus, wordnet-base holds the text demo's glosses;
 # install them from Debian's packages if we can.
 debian-data:
-	@{ command -v espeak-ng >/dev/null && test -f /usr/share/wordnet/data.noun; } || { \
+	@{ command -v espeak-ng >/dev/null && test -f /usr/share/wordnet/data.noun && test -d /usr/share/sounds/freedesktop/stereo; } || { \
 	  echo "installing $(DEBIAN_PACKAGES) with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null \
@@ -50,3 +51,6 @@ demo-text: $(STAMP) debian-data
 
 demo-vision: $(STAMP)
 	$(VPY) -m d2v_fairseq.demo_vision --work work/demo-vision
+
+demo-audio-events: $(STAMP) debian-data
+	$(VPY) -m d2v_fairseq.demo_audio_events --work work/demo-audio-events

@@ -91,3 +91,15 @@ def load_pretrained(
                 del state["cfg"].model[key]
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, state=state)
     return models[0], cfg, task
+
+
+def keep_resolved_config(cfg: DictConfig, model) -> None:
+    """Writes what a fine-tuning model resolved at build (the pre-trained model's config, the
+    class count) back into ``cfg``, the trainer's own model config that checkpoints save, so
+    that a fine-tuned checkpoint loads without the pre-trained one. (fairseq builds models from
+    a merged copy of ``cfg``: what ``build_model`` sets there is not saved.)"""
+    resolved = getattr(model, "cfg", None)
+    if resolved is not None and resolved.get("pretrained_args") is not None:
+        with open_dict(cfg):
+            cfg.pretrained_args = resolved.pretrained_args
+            cfg.num_classes = resolved.num_classes

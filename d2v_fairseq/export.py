@@ -270,6 +270,9 @@ def export_text(model, cfg, task, out_dir: str, sp_model: str = None) -> str:
     heads = list(model.classification_heads)
     if len(heads) > 1:
         raise NotExportable(f"{len(heads)} classification heads {heads}: transformers' class holds one")
+    if heads and model.cfg.classifier_pooling != "cls":
+        raise NotExportable(f"classifier_pooling={model.cfg.classifier_pooling}: transformers' "
+                            "Data2VecTextForSequenceClassification reads the <s> output only")
     if heads:
         head = model.classification_heads[heads[0]]
         config = tf.Data2VecTextConfig(**fields, num_labels=head.out_proj.out_features, classifier_dropout=0.0)

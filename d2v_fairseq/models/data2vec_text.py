@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
@@ -64,6 +65,11 @@ class Data2VecTextConfig(Data2VecSharedConfig):
     )
     load_checkpoint_heads: bool = field(
         default=False, metadata={"help": "(re-)register the classification heads a loaded checkpoint has"}
+    )
+    classifier_pooling: ChoiceEnum(["cls", "mean"]) = field(  # type: ignore[valid-type]
+        default="cls",
+        metadata={"help": "what a classification head reads: cls (the <s> output, RoBERTa's) or "
+                  "mean (the mean of the non-padding outputs)"},
     )
     average_top_k_layers: int = field(default=10, metadata={"help": "K: number of top blocks averaged"})
     layer_norm_target_layer: bool = field(
@@ -222,7 +228,10 @@ class Data2VecTextModel(Data2VecModel):
             return super().forward(full, None, sample_ids=sample_ids, masked_tokens=src_tokens, mask_indices=chosen)
         x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens)
         if classification_head_name is not None:
-            x = self.classification_heads[classification_head_name](x)
+            if self.cfg.classifier_pooling == "mean":
+                keep = src_tokens.ne(self.dictionary.pad()).unsqueeze(-1).to(x.dtype)
+                x = (x * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)  # (B, 1, C)
+            x = self.classification_heads[classification_head_name](x)  # reads position 0
         elif not features_only:
             raise ValueError("data2vec_text: pre-training needs target_tokens (task masked_lm with "
                              "include_target_tokens=true); use features_only=True for features")

@@ -12,8 +12,9 @@ from typing import List
 
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, open_dict
+from omegaconf import II
 
+from ..checkpoint import keep_resolved_config
 from ..data.images import ImageDataError, ImageFolderDataset, read_classes
 
 logger = logging.getLogger(__name__)
@@ -104,15 +105,9 @@ class ImageClassificationTask(ImagePretrainingTask):
         return self.cfg.num_classes
 
     def build_model(self, cfg, from_checkpoint=False):
-        """Builds the model, then writes what it resolved at build (the pre-trained model's
-        config, the class count) back into ``cfg``, the trainer's own config that checkpoints
-        save: a fine-tuned checkpoint then loads without the pre-trained one."""
+        """Builds the model; fine-tuned checkpoints keep the pre-trained config (see keep_resolved_config)."""
         model = super().build_model(cfg, from_checkpoint)
-        resolved = getattr(model, "cfg", None)
-        if resolved is not None and resolved.get("pretrained_args") is not None:
-            with open_dict(cfg):
-                cfg.pretrained_args = resolved.pretrained_args
-                cfg.num_classes = resolved.num_classes
+        keep_resolved_config(cfg, model)
         return model
 
     def dataset_options(self, split: str) -> dict:

@@ -137,6 +137,21 @@ def test_roberta_style_calls(task):
         model(tokens)
 
 
+def test_mean_pooling_classifier_reads_the_mean_of_the_non_padding_outputs(task):
+    model = tiny_text_model(task, classifier_pooling="mean").eval()
+    tokens = batch(task)["net_input"]["src_tokens"]
+    assert tokens.eq(task.dictionary.pad()).any()  # the batch has padding
+    model.register_classification_head("demo", num_classes=3)
+    logits, _ = model(tokens, features_only=True, classification_head_name="demo")
+    x, _ = model(tokens, features_only=True)
+    head = model.classification_heads["demo"]
+    for row in range(tokens.size(0)):
+        real = tokens[row].ne(task.dictionary.pad())
+        mean = x[row][real].mean(0)
+        expected = head.out_proj(torch.tanh(head.dense(mean)))
+        torch.testing.assert_close(logits[row], expected, atol=1e-5, rtol=1e-5)
+
+
 def test_span_masking_of_the_release_covers_about_31_percent(text_corpus):
     """The release's masking (the paper's "wav2vec 2.0 masking" row): mask_prob 0.35 in spans
     of 4, all <mask>; overlapping spans cover about 1 - (1 - 0.35/4)^4 = 31% of 512 tokens."""

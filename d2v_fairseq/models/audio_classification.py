@@ -1,0 +1,126 @@
+"""``data2vec_audio_classification``: multi-label audio tagging (AudioSet) over a pre-trained
+``data2vec_audio``.
+
+The pre-trained model's config and student weights come from ``model_path`` (like
+``wav2vec_ctc``'s ``w2v_path``); fine-tuning masks its features (mask_prob 0.6, spans of 5),
+drops layers (0.1) and keeps the conv front end frozen. A linear layer gives per-frame class
+logits, pooled over the clip (``prediction_mode``: ``lin_softmax``, ``mean`` or ``max``). In
+training, waveforms are mixed in pairs (source mixup: weight r ~ U[0.5, 1]) and, with
+``label_mixup``, their targets with the same r. Defaults: fairseq's
+``examples/data2vec/config/audio/classification/base_classification.yaml``.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model
+from omegaconf import II, open_dict
+from torch import nn
+
+from ..checkpoint import complete_saved_configs
+from ..modules.pooling import POOLING, mix_sources, pool_frames
+from .data2vec_audio import Data2VecAudioModel
+
+logger = logging.getLogger(__name__)
+
+# fine-tuning values written into the pre-trained model's config
+FINETUNING_FIELDS = ("mask_prob", "mask_length", "mask_channel_prob", "mask_channel_length", "dropout",
+                     "activation_dropout", "attention_dropout", "feature_grad_mult")
+
+
+@dataclass
+class AudioClassificationConfig(FairseqDataclass):
+    model_path: str = field(default="???", metadata={"help": "the pre-trained data2vec_audio checkpoint"})
+    no_pretrained_weights: bool = field(
+        default=False, metadata={"help": "take only the architecture from model_path (random init baseline)"}
+    )
+    pretrained_args: Optional[Any] = field(
+        default=None, metadata={"help": "the pre-trained model's config, filled in at build"}
+    )
+    num_classes: int = field(default=0, metadata={"help": "classes (0: the task's)"})
+    apply_mask: bool = field(default=True, metadata={"help": "mask features in fine-tuning"})
+    mask_prob: float = field(default=0.6, metadata={"help": "span mask probability in fine-tuning"})
+    mask_length: int = field(default=5, metadata={"help": "span length in fine-tuning"})
+    mask_channel_prob: float = field(default=0.0, metadata={"help": "channel mask probability"})
+    mask_channel_length: int = field(default=64, metadata={"help": "channel mask length"})
+    layerdrop: float = field(default=0.1, metadata={"help": "probability of dropping a block"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout in the blocks"})
+    activation_dropout: float = field(default=0.1, metadata={"help": "dropout after the FFN activation"})
+    attention_dropout: float = field(default=0.2, metadata={"help": "dropout on attention weights"})
+    final_dropout: float = field(default=0.0, metadata={"help": "dropout before the class projection"})
+    feature_grad_mult: float = field(default=0.0, metadata={"help": "0 freezes the conv front end"})
+    label_mixup: bool = field(default=True, metadata={"help": "mix targets with the sources' weight"})
+    source_mixup: float = field(default=0.5, metadata={"help": "mix waveforms, weight r ~ U[this, 1]; < 0: off"})
+    prediction_mode: ChoiceEnum(list(POOLING)) = field(  # type: ignore[valid-type]
+        default="lin_softmax", metadata={"help": "frame pooling: lin_softmax, mean or max"}
+    )
+    # the mixup draws come from (seed, update), so runs repeat and resume exactly
+    seed: int = II("common.seed")
+
+
+@register_model("data2vec_audio_classification", dataclass=AudioClassificationConfig)
+class Data2VecAudioClassificationModel(BaseFairseqModel):
+    """Pre-trained data2vec_audio -> per-frame class logits -> pooled clip logits (B, classes)."""
+
+    def __init__(self, cfg: AudioClassificationConfig, encoder: Data2VecAudioModel):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.final_dropout = nn.Dropout(cfg.final_dropout)
+        self.proj = nn.Linear(encoder.cfg.encoder_embed_dim, cfg.num_classes)
+        self.num_updates = 0
+
+    @classmethod
+    def build_model(cls, cfg: AudioClassificationConfig, task=None):
+        """Builds the encoder from ``model_path``'s config with the fine-tuning values and, unless
+        ``no_pretrained_weights``, loads its student; the teacher and regression head are dropped."""
+        from fairseq import checkpoint_utils
+
+        state = None
+        if cfg.pretrained_args is None:
+            state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
+            name = state["cfg"].model.get("_name")
+            if name != "data2vec_audio":
+                raise ValueError(f"model.model_path={cfg.model_path}: a {name} checkpoint, not data2vec_audio")
+            complete_saved_configs(state["cfg"], cfg.model_path)  # e.g. a released-format checkpoint
+            with open_dict(cfg):
+                cfg.pretrained_args = state["cfg"].model
+                cfg.pretrained_args.seed = cfg.seed  # fine-tuning masks: this run's seed
+        with open_dict(cfg):
+            if task is not None and cfg.num_classes <= 0:
+                cfg.num_classes = task.num_classes()
+            for key in FINETUNING_FIELDS:
+                cfg.pretrained_args[key] = cfg[key]
+            cfg.pretrained_args.encoder_layerdrop = cfg.layerdrop
+            cfg.pretrained_args.require_same_masks = False  # clips of a batch differ in length
+        if cfg.num_classes <= 0:
+            raise ValueError("model.num_classes: unknown (set it, or task.num_classes)")
+        encoder = Data2VecAudioModel(cfg.pretrained_args)
+        if state is not None and not cfg.no_pretrained_weights:
+            encoder.load_state_dict(state["model"], strict=True)
+            logger.info(f"loaded the pre-trained student of {cfg.model_path}")
+        encoder.remove_pretraining_modules()
+        return cls(cfg, encoder)
+
+    def set_num_updates(self, num_updates: int) -> None:
+        super().set_num_updates(num_updates)
+        self.num_updates = num_updates
+
+    def forward(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None,
+                target: Optional[torch.Tensor] = None, sample_ids=None, **unused) -> Dict[str, torch.Tensor]:
+        """Waveforms (B, S) -> {"logits": (B, classes), "target": the (mixed) targets (B, classes)}."""
+        cfg = self.cfg
+        if self.training and cfg.source_mixup >= 0:
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.num_updates)
+            if target is None:
+                target = source.new_zeros(source.size(0), cfg.num_classes)
+            source, mixed_target, _, _ = mix_sources(source, target, cfg.source_mixup, generator)
+            if cfg.label_mixup:
+                target = mixed_target
+        features = self.encoder.extract_features(source, padding_mask, mask=cfg.apply_mask and self.training,
+                                                 sample_ids=sample_ids)
+        frames = self.proj(self.final_dropout(features["x"]))  # (B, T, classes)
+        return {"logits": pool_frames(frames, features["padding_mask"], cfg.prediction_mode), "target": target}
