@@ -7,7 +7,7 @@
 3. a sentence-classification task from the same source: a definition -> its lexicographer
    category (10 categories), a small labeled train/valid split and a held-out test split;
 4. fine-tune (examples/text/finetuning/tiny_cpu.yaml: fairseq's sentence_prediction, a
-   classification head on <s>) from the pre-trained model and, at the same budget, from
+   classification head on the mean of the outputs) from the pre-trained model and, at the same budget, from
    random initialization;
 5. print test accuracy and MCC of both.
 
@@ -136,6 +136,9 @@ def main() -> None:
         hydra_train("finetuning", ft_dir, args.finetune_updates,
                     [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
                      f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={args.finetune_updates}",
+                     # the head reads the mean of the outputs: a tiny model's <s> output, which
+                     # pre-training never regresses, carries little of the sentence
+                     "model.classifier_pooling=mean",
                      "checkpoint.no_last_checkpoints=false"],
                     os.path.join(work, f"finetune_{tag}.log"), modality="text")
         results[name] = evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data["cls"])

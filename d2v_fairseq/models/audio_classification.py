@@ -11,6 +11,7 @@ training, waveforms are mixed in pairs (source mixup: weight r ~ U[0.5, 1]) and,
 """
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -71,6 +72,10 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
         self.encoder = encoder
         self.final_dropout = nn.Dropout(cfg.final_dropout)
         self.proj = nn.Linear(encoder.cfg.encoder_embed_dim, cfg.num_classes)
+        # start at the prior of a clip holding one class in C (p = 1/C), not at p = 0.5: with
+        # many classes and few positives, the first updates would otherwise push every logit
+        # down through the encoder and flatten its features before any class is learned
+        nn.init.constant_(self.proj.bias, -math.log(max(cfg.num_classes - 1, 1)))
         self.num_updates = 0
 
     @classmethod
