@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -18,7 +19,7 @@ def top_k_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     return int((logits.topk(k, dim=-1).indices == labels.view(-1, 1)).any(-1).sum())
 
 
-@register_criterion("d2v_image_classification")
+@register_criterion("d2v_image_classification", dataclass=FairseqDataclass)  # no options
 class ImageClassificationCriterion(FairseqCriterion):
     """Soft-target cross-entropy summed over the batch; sample_size is the batch size."""
 

@@ -6,6 +6,7 @@ from typing import List
 import numpy as np
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
 from fairseq.logging.meters import Meter
 
 from ..modules.pooling import binary_cross_entropy
@@ -51,7 +52,7 @@ class ConcatMeter(Meter):
         self.parts = []
 
 
-@register_criterion("d2v_multilabel")
+@register_criterion("d2v_multilabel", dataclass=FairseqDataclass)  # no options
 class MultiLabelCriterion(FairseqCriterion):
     """BCE summed over classes and clips (sample_size: clips); in evaluation, the clips'
     probabilities and targets are gathered for mAP (logged in percent)."""
