@@ -103,3 +103,27 @@ def keep_resolved_config(cfg: DictConfig, model) -> None:
         with open_dict(cfg):
             cfg.pretrained_args = resolved.pretrained_args
             cfg.num_classes = resolved.num_classes
+
+
+def pretrained_for_finetuning(cfg: DictConfig, expected_model: str, task=None) -> Optional[Dict]:
+    """The shared start of a fine-tuning model's ``build_model``: on its first build, reads
+    ``cfg.model_path`` (checking it holds ``expected_model``, completing a released-format
+    config) and stores that model config as ``cfg.pretrained_args``; fills ``cfg.num_classes``
+    from ``task`` when unset. Returns the checkpoint's state (None on a rebuild from a
+    fine-tuned checkpoint, whose ``pretrained_args`` are already there)."""
+    state = None
+    if cfg.pretrained_args is None:
+        state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
+        name = state["cfg"].model.get("_name")
+        if name != expected_model:
+            raise ValueError(f"model.model_path={cfg.model_path}: a {name} checkpoint, not {expected_model}")
+        complete_saved_configs(state["cfg"], cfg.model_path)
+        with open_dict(cfg):
+            cfg.pretrained_args = state["cfg"].model
+            cfg.pretrained_args.seed = cfg.seed  # fine-tuning masks: this run's seed
+    with open_dict(cfg):
+        if task is not None and cfg.num_classes <= 0:
+            cfg.num_classes = task.num_classes()
+    if cfg.num_classes <= 0:
+        raise ValueError("model.num_classes: unknown (set it, or task.num_classes)")
+    return state

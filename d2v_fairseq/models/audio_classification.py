@@ -21,7 +21,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import II, open_dict
 from torch import nn
 
-from ..checkpoint import complete_saved_configs
+from ..checkpoint import pretrained_for_finetuning
 from ..modules.pooling import POOLING, mix_sources, pool_frames
 from .data2vec_audio import Data2VecAudioModel
 
@@ -82,27 +82,12 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
     def build_model(cls, cfg: AudioClassificationConfig, task=None):
         """Builds the encoder from ``model_path``'s config with the fine-tuning values and, unless
         ``no_pretrained_weights``, loads its student; the teacher and regression head are dropped."""
-        from fairseq import checkpoint_utils
-
-        state = None
-        if cfg.pretrained_args is None:
-            state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
-            name = state["cfg"].model.get("_name")
-            if name != "data2vec_audio":
-                raise ValueError(f"model.model_path={cfg.model_path}: a {name} checkpoint, not data2vec_audio")
-            complete_saved_configs(state["cfg"], cfg.model_path)  # e.g. a released-format checkpoint
-            with open_dict(cfg):
-                cfg.pretrained_args = state["cfg"].model
-                cfg.pretrained_args.seed = cfg.seed  # fine-tuning masks: this run's seed
+        state = pretrained_for_finetuning(cfg, "data2vec_audio", task)
         with open_dict(cfg):
-            if task is not None and cfg.num_classes <= 0:
-                cfg.num_classes = task.num_classes()
             for key in FINETUNING_FIELDS:
                 cfg.pretrained_args[key] = cfg[key]
             cfg.pretrained_args.encoder_layerdrop = cfg.layerdrop
             cfg.pretrained_args.require_same_masks = False  # clips of a batch differ in length
-        if cfg.num_classes <= 0:
-            raise ValueError("model.num_classes: unknown (set it, or task.num_classes)")
         encoder = Data2VecAudioModel(cfg.pretrained_args)
         if state is not None and not cfg.no_pretrained_weights:
             encoder.load_state_dict(state["model"], strict=True)

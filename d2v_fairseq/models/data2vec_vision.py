@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
-from omegaconf import open_dict
+from omegaconf import II, open_dict
 from torch import nn
 
 from ..modules.masking import block_mask
 from ..modules.vit import LAYER_NORM_EPS, PatchEmbed, VisionTransformer
+from ..checkpoint import pretrained_for_finetuning
 from .base import Data2VecModel
 from .config import TARGET_FEATURE_CHOICES, Data2VecSharedConfig
 
@@ -146,6 +147,8 @@ class ImageClassificationConfig(FairseqDataclass):
         default=False, metadata={"help": "take only the architecture from model_path (random init baseline)"}
     )
     num_classes: int = field(default=0, metadata={"help": "classes (0: the task's)"})
+    # written into the pre-trained config (fine-tuning draws no image masks; kept like the audio tagger's)
+    seed: int = II("common.seed")
     pretrained_args: Optional[Any] = field(
         default=None, metadata={"help": "the pre-trained model's config, filled in at build (like w2v_args)"}
     )
@@ -176,22 +179,9 @@ class Data2VecImageClassificationModel(BaseFairseqModel):
     def build_model(cls, cfg: ImageClassificationConfig, task=None):
         """Builds the ViT from ``model_path``'s config and, unless ``no_pretrained_weights``,
         loads its student weights; the teacher and regression head are dropped."""
-        from fairseq import checkpoint_utils
-
-        state = None
-        if cfg.pretrained_args is None:  # first build: read the pre-trained checkpoint
-            state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
-            if state["cfg"].model.get("_name") != "data2vec_vision":
-                raise ValueError(f"model.model_path={cfg.model_path}: a {state['cfg'].model.get('_name')} "
-                                 "checkpoint, not data2vec_vision")
-            with open_dict(cfg):
-                cfg.pretrained_args = state["cfg"].model
+        state = pretrained_for_finetuning(cfg, "data2vec_vision", task)
         with open_dict(cfg):
-            if task is not None and cfg.num_classes <= 0:
-                cfg.num_classes = task.num_classes()
             cfg.pretrained_args.drop_path = cfg.drop_path
-        if cfg.num_classes <= 0:
-            raise ValueError("model.num_classes: unknown (set it, or task.num_classes)")
         encoder = Data2VecVisionModel(cfg.pretrained_args)
         if state is not None and not cfg.no_pretrained_weights:
             encoder.load_state_dict(state["model"], strict=True)

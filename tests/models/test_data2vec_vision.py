@@ -126,7 +126,7 @@ def test_layer_wise_lr_decay_scales(tmp_path):
     torch.save({"cfg": {"model": dict(model_cfg, _name="data2vec_vision")},
                 "model": pre.state_dict(), "optimizer_history": [{"criterion_name": "x", "optimizer_name": "x", "lr_scheduler_state": {"best": None}, "num_updates": 0}],
                 "extra_state": {}, "args": None}, path)
-    cfg = ImageClassificationConfig(model_path=str(path), num_classes=10, layer_decay=0.5, drop_path=0.1)
+    cfg = ImageClassificationConfig(model_path=str(path), num_classes=10, layer_decay=0.5, drop_path=0.1, seed=1)
     model = Data2VecImageClassificationModel.build_model(OmegaConf.structured(cfg))
     scales = model.set_layer_decay(0.5)
     L = 4
