@@ -22,7 +22,7 @@ def evaluate(checkpoint: str, data: str, split: str = "eval", max_tokens: int = 
     from sklearn.metrics import average_precision_score
 
     from .checkpoint import load_pretrained
-    from .data.images import read_classes
+    from .data.classes import read_classes
 
     logging.getLogger("PIL").setLevel(logging.INFO)
     model, _, task = load_pretrained(checkpoint, arg_overrides={"data": data})

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
+from .classes import read_classes  # noqa: F401  (classify.py and the tasks read it from here)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -133,12 +135,6 @@ def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, Li
     if not entries:
         raise ImageDataError(f"{path}: no images")
     return root, entries
-
-
-def read_classes(path: str) -> List[str]:
-    """Class names, one per line (index = label)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
 
 
 def prepare(root: str, out_dir: str, splits: Sequence[str] = ("train", "val"), verify: bool = False) -> Dict[str, int]:

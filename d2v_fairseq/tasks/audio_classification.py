@@ -16,7 +16,7 @@ from omegaconf import open_dict
 
 from ..checkpoint import keep_resolved_config
 from ..data.audioset import read_label_file
-from ..data.images import read_classes
+from ..data.classes import count_classes
 from .audio_pretraining import CheckedAudioPretrainingConfig, CheckedAudioPretrainingTask
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,8 @@ class AudioTaggingTask(CheckedAudioPretrainingTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         if cfg.num_classes <= 0:
-            classes = os.path.join(cfg.data, "classes.txt")
-            if not os.path.isfile(classes):
-                raise FileNotFoundError(f"{classes}: missing; set task.num_classes or write it with manifests/audioset.py")
             with open_dict(cfg):
-                cfg.num_classes = len(read_classes(classes))
+                cfg.num_classes = count_classes(cfg.data, "manifests/audioset.py")
         return cls(cfg)
 
     def num_classes(self) -> int:

@@ -15,7 +15,8 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from ..checkpoint import keep_resolved_config
-from ..data.images import ImageDataError, ImageFolderDataset, read_classes
+from ..data.classes import count_classes
+from ..data.images import ImageDataError, ImageFolderDataset
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +94,8 @@ class ImageClassificationTask(ImagePretrainingTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        classes_file = os.path.join(cfg.data, "classes.txt")
         if cfg.num_classes <= 0:
-            if not os.path.isfile(classes_file):
-                raise ImageDataError(f"{classes_file}: missing; set task.num_classes or write the manifests "
-                                     "with python -m d2v_fairseq.data.images")
-            cfg.num_classes = len(read_classes(classes_file))
+            cfg.num_classes = count_classes(cfg.data, "python -m d2v_fairseq.data.images", ImageDataError)
         return cls(cfg)
 
     def num_classes(self):
