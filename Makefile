@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text demo-vision demo-audio-events test bench clean-demo espeak debian-data
+.PHONY: venv demo demo-text demo-vision demo-audio-events test bench bench-v2 clean-demo espeak debian-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
 # sound-theme-freedesktop (recorded sound events)
@@ -42,6 +42,10 @@ bench: $(STAMP) debian-data
 	$(VPY) bench/pretrain_speed.py
 	$(VPY) bench/text_speed.py
 	$(VPY) bench/vision_speed.py
+
+# data2vec 2.0 vs v1 (speech): throughput and time to the same WER on the demo corpus
+bench-v2: $(STAMP) espeak
+	$(VPY) bench/pretrain_v2.py
 
 clean-demo:
 	rm -rf $(WORK)

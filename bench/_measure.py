@@ -11,9 +11,10 @@ from typing import Dict, List
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
-def train_once(kind: str, args: List[str], cwd: str, updates: int) -> Dict[str, float]:
+def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False) -> Dict[str, float]:
     """Runs fairseq-hydra-train with ``args``; returns updates_per_s, the mean batch size
-    (``bsz``), seconds of training, peak RSS in MB, wall seconds."""
+    (``bsz``), seconds of training, peak RSS in MB, wall seconds (and the output as ``log``
+    with ``keep_log``)."""
     start = time.time()
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "_train_once.py"), *args],
                           capture_output=True, text=True, cwd=cwd)
@@ -24,7 +25,7 @@ def train_once(kind: str, args: List[str], cwd: str, updates: int) -> Dict[str, 
     bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
     return {"updates_per_s": updates / train_s, "bsz": sum(bsz) / len(bsz) if bsz else float("nan"),
             "train_s": train_s, "peak_rss_mb": float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1)),
-            "wall_s": time.time() - start}
+            "wall_s": time.time() - start, **({"log": out} if keep_log else {})}
 
 
 def print_table(title: str, results: Dict[str, Dict[str, float]], rate: str) -> None:

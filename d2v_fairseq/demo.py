@@ -76,15 +76,15 @@ def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple],
 
 
 def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
-                modality: str = "audio") -> None:
-    """fairseq-hydra-train with examples/MODALITY/CONFIG_DIR/tiny_cpu.yaml, unless ``save_dir``
+                modality: str = "audio", config_name: str = "tiny_cpu") -> None:
+    """fairseq-hydra-train with examples/MODALITY/CONFIG_DIR/CONFIG_NAME.yaml, unless ``save_dir``
     already holds that many updates (fairseq itself would resume and run one more)."""
     done = trained_updates(save_dir)
     if done >= updates:
         print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
         return
     cmd = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", os.path.join(REPO, "examples", modality, config_dir),
-           "--config-name", "tiny_cpu", f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
+           "--config-name", config_name, f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
            f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
     run(cmd, log_path)
 

@@ -62,3 +62,21 @@ def test_text_base_has_the_paper_values():
     assert m.layer_norm_target_layer and (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step) == (0.999, 0.9999, 300000)
     assert (cfg.optimization.lr[0], cfg.lr_scheduler.warmup_updates, cfg.optimization.clip_norm) == (0.0002, 10000, 5)
     assert (cfg.task.mask_prob, cfg.task.leave_unmasked_prob, cfg.task.random_token_prob) == (0.15, 0.1, 0.1)
+
+
+def test_v2_speech_configs_have_the_release_values():
+    root = os.path.join(REPO, "examples", "audio", "pretraining")
+    base = OmegaConf.load(os.path.join(root, "v2_base_librispeech.yaml"))
+    m = base.model
+    assert m._name == "data2vec2_audio" and (m.encoder_layers, m.encoder_embed_dim) == (12, 768)
+    assert (m.clone_batch, m.mask_prob, m.mask_length, m.average_top_k_layers) == (8, 0.5, 5, 8)
+    assert (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step) == (0.999, 0.99999, 75000)
+    assert (m.decoder_dim, m.decoder_layers, m.decoder_kernel, m.decoder_groups) == (384, 4, 7, 16)
+    assert m.use_alibi and m.encoder_layerdrop == 0.05
+    assert base.optimization.lr == [0.00075] and base.optimization.max_update == 400000
+    assert base.lr_scheduler._name == "cosine" and base.lr_scheduler.warmup_updates == 8000
+    assert base.optimizer.adam_betas == "(0.9,0.98)"
+    assert base.dataset.max_tokens == 1000000 and base.distributed_training.distributed_world_size == 8
+    large = OmegaConf.load(os.path.join(root, "v2_large_librivox.yaml")).model
+    assert (large.encoder_layers, large.encoder_embed_dim, large.clone_batch, large.mask_prob) == (24, 1024, 12, 0.55)
+    assert (large.decoder_dim, large.average_top_k_layers) == (768, 16)

@@ -26,6 +26,17 @@ class Data2VecRegressionConfig(FairseqDataclass):
     )
 
 
+def input_units(sample) -> int:
+    """The batch's size in input units: its tokens (text, images: fairseq's ``ntokens``) or,
+    for waveforms, the unpadded audio samples, so that fairseq's ``wps`` is audio samples/s."""
+    if sample.get("ntokens") is not None:
+        return int(sample["ntokens"])
+    net_input = sample["net_input"]
+    padding = net_input.get("padding_mask")
+    source = net_input["source"]
+    return int(source.numel() - (padding.sum() if padding is not None else 0))
+
+
 @register_criterion("data2vec_regression", dataclass=Data2VecRegressionConfig)
 class Data2VecRegressionCriterion(FairseqCriterion):
     """Smooth L1 (beta from the model config; 0 = L2) between the student's predictions and the
@@ -52,6 +63,8 @@ class Data2VecRegressionCriterion(FairseqCriterion):
             "loss": loss.detach(),
             "sample_size": sample_size,
             "nsentences": sample["id"].numel(),
+            # fairseq logs wpb / wps from it: tokens for text, audio samples for speech
+            "ntokens": input_units(sample),
             "target_var": target_var,
             "pred_var": pred_var,
             "ema_decay": float(out["ema_decay"]),

@@ -35,13 +35,18 @@ EMA_UPDATES_KEY = "_ema_updates"
 class Data2VecModel(BaseFairseqModel):
     """Student + EMA teacher + regression head; see the module docstring for the stages."""
 
+    # whether ``teacher_scope()`` can include the positional encoder (ema_layers_only=false)
+    teacher_can_copy_positions = False
+
     def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, linear_head: bool = True):
         super().__init__()
         self.cfg = cfg
-        for key in ("ema_transformer_only", "ema_layers_only"):
-            if not getattr(cfg, key):
-                raise ValueError(f"model config: {key}=false is not supported (the teacher copies "
-                                 "the Transformer blocks; front end and positional encoder are shared)")
+        if not cfg.ema_transformer_only:
+            raise ValueError("model config: ema_transformer_only=false is not supported (the teacher "
+                             "copies the Transformer; the front end is shared)")
+        if not cfg.ema_layers_only and not self.teacher_can_copy_positions:
+            raise ValueError(f"model config: ema_layers_only=false is not supported by {type(self).__name__} "
+                             "(its teacher copies the Transformer blocks; the positional encoder is shared)")
         self.target_layer_norm = target_layer_norm(cfg)
         self.target_final_norm = target_final_norm(cfg)
         self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim) if linear_head else None

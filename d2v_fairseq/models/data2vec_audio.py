@@ -21,6 +21,7 @@ from fairseq.models.wav2vec.wav2vec2 import (
 from fairseq.modules import GradMultiply, LayerNorm
 from torch import nn
 
+from ..modules.alibi import AlibiBias
 from ..modules.conv_frontend import conv_features
 from ..modules.masking import channel_mask, span_mask
 from ..modules.transformer import pad_time, run_blocks, zero_padding
@@ -67,8 +68,15 @@ def parse_conv_layers(spec: str) -> List[Tuple[int, int, int]]:
 class Data2VecAudioModel(Data2VecModel):
     """data2vec speech model; see the module docstring."""
 
+    # the teacher may keep its own positional conv (ema_layers_only=false)
+    teacher_can_copy_positions = True
+    # masked frames take a learned embedding (2.0 zeroes them instead and has none)
+    uses_mask_embedding = True
+
     def __init__(self, cfg: Data2VecAudioConfig):
         super().__init__(cfg, cfg.encoder_embed_dim)
+        # data2vec 2.0 sets an ALiBi bias module (part of the teacher's scope); v1 has none
+        self.alibi: Optional[AlibiBias] = None
         self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
         conv_dim = self.conv_layers[-1][0]
         self.feature_extractor = ConvFeatureExtractionModel(
@@ -77,7 +85,8 @@ class Data2VecAudioModel(Data2VecModel):
         self.layer_norm = LayerNorm(conv_dim)
         self.post_extract_proj = nn.Linear(conv_dim, cfg.encoder_embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
-        self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        if self.uses_mask_embedding:
+            self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
         self.encoder = TransformerEncoder(cfg)
 
     @classmethod
@@ -86,8 +95,14 @@ class Data2VecAudioModel(Data2VecModel):
         return cls(cfg)
 
     def teacher_scope(self) -> nn.Module:
-        """The EMA copy's scope: blocks and the encoder's layer norm; the positional conv is shared."""
-        return nn.ModuleDict({"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm})
+        """The EMA copy's scope: blocks, the encoder's layer norm and the ALiBi scales (2.0);
+        the positional conv too with ``ema_layers_only=false``, else it is shared."""
+        scope = {"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm}
+        if not self.cfg.ema_layers_only:
+            scope["pos_conv"] = self.encoder.pos_conv
+        if self.alibi is not None:
+            scope["alibi"] = self.alibi
+        return nn.ModuleDict(scope)
 
     def truncate_blocks(self, keep: int) -> None:
         """Keeps the first ``keep`` Transformer blocks."""
@@ -146,32 +161,53 @@ class Data2VecAudioModel(Data2VecModel):
                 min_space=cfg.mask_min_space,
                 **seed_args,
             )
-            x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+            x = torch.where(mask_indices.unsqueeze(-1), self.masked_value(x), x)
         if channels is not None and not cfg.mask_channel_before:
             x = x.masked_fill(channels[:, None, :], 0.0)
         return x, mask_indices
 
-    # --- Transformer ----------------------------------------------------------------------
-    def _encoder_input(self, x, padding_mask, layer_norm: nn.Module):
-        """Positional conv (shared) + pre-block layer norm + padding to the required multiple.
-        ``x`` (B, T, C) -> (T', B, C), padding (B, T'), pad length."""
-        enc = self.encoder
-        x = zero_padding(x, padding_mask)
-        pos = enc.pos_conv(x.transpose(1, 2).to(next(enc.pos_conv.parameters()).dtype))
-        x = x + pos.transpose(1, 2).to(x.dtype)
-        if not enc.layer_norm_first:
-            x = layer_norm(x)
-        x, padding_mask, pad = pad_time(x, padding_mask, enc.required_seq_len_multiple)
-        return x.transpose(0, 1), padding_mask, pad
+    def masked_value(self, x: torch.Tensor) -> torch.Tensor:
+        """What a masked frame of ``x`` becomes: the learned mask embedding (C,)."""
+        return self.mask_emb.to(x.dtype)
 
-    def encode_student(self, x, padding_mask, layer: Optional[int] = None):
-        """Student Transformer on ``x`` (B, T, C) -> (B, T, C); ``layer`` stops after that block."""
+    # --- Transformer ----------------------------------------------------------------------
+    def _encoder_input(self, x, padding_mask, blocks: nn.Module, keep: Optional[torch.Tensor] = None):
+        """Positional conv over the whole sequence + pre-block layer norm + padding to the
+        required multiple; ``blocks`` is ``teacher_scope()``'s layout (the student's own modules
+        or the teacher's copy). With ``keep`` (B, T) bool, the same count in every row and no
+        padding, only the kept frames go on (data2vec 2.0's student).
+
+        ``x`` (B, T, C) -> (T', B, C), padding (B, T') or None, ALiBi bias (B * H, T', T') or None."""
         enc = self.encoder
-        T = x.size(1)
-        x, padding_mask, _ = self._encoder_input(x, padding_mask, enc.layer_norm)
+        pos_conv = blocks["pos_conv"] if "pos_conv" in blocks else enc.pos_conv
+        x = zero_padding(x, padding_mask)
+        pos = pos_conv(x.transpose(1, 2).to(next(pos_conv.parameters()).dtype))
+        x = x + pos.transpose(1, 2).to(x.dtype)
+        B, T, C = x.shape
+        positions = torch.arange(T, device=x.device).expand(B, T)
+        if keep is not None:
+            if padding_mask is not None:
+                raise ValueError("encoding only the kept frames needs unpadded batches")
+            x = x[keep].view(B, -1, C)  # the kept frames in their order; every row keeps as many
+            positions = positions[keep].view(B, -1)
+        if not enc.layer_norm_first:
+            x = blocks["layer_norm"](x)
+        x, padding_mask, pad = pad_time(x, padding_mask, enc.required_seq_len_multiple)
+        bias = None
+        if "alibi" in blocks:
+            # distances between the frames' original positions, also when frames were left out
+            bias = blocks["alibi"](nn.functional.pad(positions, (0, pad)), padding_mask)
+        return x.transpose(0, 1), padding_mask, bias
+
+    def encode_student(self, x, padding_mask, layer: Optional[int] = None, keep: Optional[torch.Tensor] = None):
+        """Student Transformer on ``x`` (B, T, C) -> (B, T, C), or (B, kept, C) with ``keep``
+        (see ``_encoder_input``); ``layer`` stops after that block."""
+        enc = self.encoder
+        T = x.size(1) if keep is None else int(keep[0].sum())
+        x, padding_mask, bias = self._encoder_input(x, padding_mask, self.teacher_scope(), keep)
         x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
         layers = enc.layers if layer is None else enc.layers[: layer + 1]
-        x, _ = run_blocks(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0)
+        x, _ = run_blocks(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0, attn_bias=bias)
         if enc.layer_norm_first and layer is None:
             x = enc.layer_norm(x)
         return x.transpose(0, 1)[:, :T]  # (T', B, C) -> (B, T, C), undo the time padding
@@ -179,12 +215,13 @@ class Data2VecAudioModel(Data2VecModel):
     def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
         """The teacher's chosen feature of every block, each (B, T, C), from unmasked features."""
         T = features.size(1)
-        x, padding_mask, _ = self._encoder_input(features, padding_mask, blocks["layer_norm"])
+        x, padding_mask, bias = self._encoder_input(features, padding_mask, blocks)
         _, captured = run_blocks(
             blocks["layers"],
             x,
             padding_mask,
             capture=self.cfg.target_feature,
             attention_window=self.cfg.teacher_attention_window,
+            attn_bias=bias,
         )
         return [y.transpose(0, 1)[:, :T] for y in captured]

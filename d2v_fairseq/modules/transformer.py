@@ -76,11 +76,17 @@ def run_blocks(
     capture: Optional[str] = None,
     attention_window: int = 0,
     layerdrop: float = 0.0,
+    attn_bias: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """The block stack on ``x`` (T, B, C). With ``capture`` set, also returns that feature of
     every block (each (T, B, C)); layerdrop applies only in training and never when capturing
-    (the teacher must see every layer)."""
+    (the teacher must see every layer). ``attn_bias`` (B * heads, T, T) is added to every
+    block's attention logits (ALiBi); it must already hold -inf at padded keys."""
     attn_mask = local_attention_mask(x.size(0), attention_window, x.device)
+    if attn_bias is not None:
+        # one float mask for torch's attention: padding is in the bias, so no key_padding_mask
+        attn_mask = attn_bias if attn_mask is None else attn_bias + attn_mask
+        padding_mask = None
     if attn_mask is not None:
         attn_mask = attn_mask.to(x.dtype)
     captured: List[torch.Tensor] = []

@@ -23,6 +23,7 @@ def test_loss_is_summed_over_masked_steps_and_logs_statistics(tiny_model, wavefo
     assert sample_size == out["pred"].size(0) == int(out["mask_indices"].sum())
     assert loss.item() == pytest.approx(regression_loss(out["pred"], out["target"], 0.0).sum().item(), rel=1e-5)
     assert log["ema_decay"] == pytest.approx(0.999) and log["target_var"] > 0 and log["pred_var"] > 0
+    assert log["ntokens"] == 4000 + 3000  # unpadded audio samples: fairseq's wps is samples/s
 
 
 def test_collapse_stops_training_after_warmup_with_a_clear_error():

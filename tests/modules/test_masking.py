@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from d2v_fairseq.modules.masking import channel_mask, span_mask
+from d2v_fairseq.modules.masking import channel_mask, exact_span_mask, span_mask
 
 
 def test_span_masks_cover_about_49_percent_for_p065_len10():
@@ -76,3 +76,36 @@ def test_block_masks_repeat_per_sample_and_differ_across_samples_and_updates():
     assert not torch.equal(a[0], a[1])
     assert not torch.equal(a, block_mask(3, (8, 8), 0.6, seed=1, num_updates=6, sample_ids=[7, 8, 9]))
     assert abs(a.float().mean().item() - 0.6) < 0.05
+
+
+def _runs(row):
+    """Lengths of the runs of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def test_exact_span_masks_mask_exactly_int_p_t_frames_in_every_row():
+    for frames, prob in ((37, 0.5), (150, 0.5), (499, 0.55), (8, 0.5)):
+        mask = exact_span_mask(6, frames, prob, 5, seed=1, num_updates=3, copies=4)
+        assert mask.shape == (24, frames) and mask.dtype == torch.bool
+        assert set(mask.sum(-1).tolist()) == {int(prob * frames)}, (frames, prob)
+
+
+def test_exact_span_masks_are_spans_not_scattered_frames():
+    mask = exact_span_mask(8, 500, 0.5, 5, seed=1, num_updates=0, copies=8).numpy()
+    runs = np.concatenate([_runs(row) for row in mask])
+    # i.i.d. masking at 50% gives runs of 2 frames on average; spans of 5 that overlap give more
+    assert runs.mean() > 4.0, runs.mean()
+    scattered = np.random.default_rng(0).random((64, 500)) < 0.5
+    assert np.concatenate([_runs(row) for row in scattered]).mean() < 2.5
+
+
+def test_exact_span_masks_differ_per_copy_and_repeat_from_seed_update_id_copy():
+    a = exact_span_mask(2, 120, 0.5, 5, seed=1, num_updates=4, sample_ids=[10, 11], copies=3)
+    copies_of_first = a[:3]
+    assert all(not torch.equal(copies_of_first[i], copies_of_first[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    # sample 11's masks do not depend on which other samples share its batch
+    b = exact_span_mask(1, 120, 0.5, 5, seed=1, num_updates=4, sample_ids=[11], copies=3)
+    assert torch.equal(a[3:], b)
+    assert not torch.equal(a, exact_span_mask(2, 120, 0.5, 5, seed=1, num_updates=5, sample_ids=[10, 11], copies=3))
+    assert not torch.equal(a, exact_span_mask(2, 120, 0.5, 5, seed=2, num_updates=4, sample_ids=[10, 11], copies=3))

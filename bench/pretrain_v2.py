@@ -1,0 +1,135 @@
+"""data2vec 2.0 against v1 for speech, as time to the same quality (``make bench-v2``).
+
+    .venv/bin/python bench/pretrain_v2.py [--work work/bench-v2] [--budget-ratio 3]
+
+1. Throughput: seconds of distinct audio consumed per second of pre-training, v1
+   (examples/audio/pretraining/tiny_cpu.yaml) and 2.0 (v2_tiny_cpu.yaml: the same tiny model),
+   on the demo corpus, one run each (fairseq's ``wps`` counts audio samples).
+2. Time to quality: v1 pre-trains for the demo's budget (wall time T1, fairseq's "done training
+   in"); 2.0 pre-trains for at most T1 / budget-ratio (as many updates as its measured speed
+   allows, with fairseq's stop_time_hours as a hard stop); both fine-tune with the demo's CTC
+   budget and config and decode the demo test set (viterbi, and KenLM 3-gram + lexicon).
+
+Prints one table, a row per method: pre-training wall time (s), audio seconds/s, fine-tuned
+viterbi WER, KenLM WER. Stages reuse what an earlier run in --work built.
+"""
+
+import argparse
+import os
+import re
+import tempfile
+
+from _measure import train_once  # bench/ is the script's directory
+
+from d2v_fairseq.data.demo_corpus import build_corpus
+from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
+from d2v_fairseq.demo import decode, hydra_train, stage, trained_updates
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = {"v1": "tiny_cpu", "2.0": "v2_tiny_cpu"}
+SAMPLE_RATE = 16000
+
+
+def audio_seconds(log: str) -> float:
+    """Seconds of audio the run's train_inner lines account for (wpb x updates of each interval)."""
+    total, last = 0.0, 0
+    for wpb, updates in re.findall(r"wpb=([\d.]+),.*?num_updates=(\d+)", log):
+        total += float(wpb) * (int(updates) - last)
+        last = int(updates)
+    return total / SAMPLE_RATE
+
+
+def throughput(method: str, corpus: str, updates: int) -> dict:
+    """Pre-trains ``updates`` updates (no validation, no checkpoint); audio seconds per second."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["--config-dir", os.path.join(REPO, "examples", "audio", "pretraining"), "--config-name", CONFIGS[method],
+                f"common.user_dir={REPO}/d2v_fairseq", f"task.data={corpus}", f"checkpoint.save_dir={tmp}/ckpt",
+                f"optimization.max_update={updates}", "dataset.disable_validation=true", "checkpoint.no_save=true",
+                "common.log_interval=5"]
+        result = train_once(method, args, tmp, updates, keep_log=True)
+    result["audio_s_per_s"] = audio_seconds(result.pop("log")) / result["train_s"]
+    return result
+
+
+def pretrain_seconds(log_path: str) -> float:
+    """fairseq's "done training in X seconds" of a pre-training log."""
+    with open(log_path) as f:
+        return float(re.findall(r"done training in ([\d.]+) seconds", f.read())[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=os.path.join(REPO, "work", "bench-v2"))
+    parser.add_argument("--pretrain-updates", type=int, default=1500, help="v1's budget (the demo's)")
+    parser.add_argument("--finetune-updates", type=int, default=1200, help="the demo's CTC budget")
+    parser.add_argument("--budget-ratio", type=float, default=3.0, help="2.0 gets T1 / this much time")
+    parser.add_argument("--throughput-updates", type=int, default=40)
+    args = parser.parse_args()
+    work = os.path.abspath(args.work)
+    os.makedirs(work, exist_ok=True)
+
+    stage("demo corpus")
+    corpus = build_corpus(os.path.join(work, "corpus"))
+
+    stage(f"throughput: {args.throughput_updates} updates each, same tiny model and data")
+    speed = {m: throughput(m, corpus, args.throughput_updates) for m in CONFIGS}
+    for m, r in speed.items():
+        print(f"  {m}: {r['updates_per_s']:.2f} updates/s, {r['audio_s_per_s']:.1f} audio s/s, bsz {r['bsz']:.1f}")
+
+    stage(f"v1 pre-training, {args.pretrain_updates} updates (the demo's budget)")
+    wall, updates = {}, {"v1": args.pretrain_updates}
+    pre_dirs = {m: os.path.join(work, f"pretrain_{m}") for m in CONFIGS}
+    logs = {m: os.path.join(work, f"pretrain_{m}.log") for m in CONFIGS}
+    hydra_train("pretraining", pre_dirs["v1"], updates["v1"], [f"task.data={corpus}"], logs["v1"],
+                config_name=CONFIGS["v1"])
+    wall["v1"] = pretrain_seconds(logs["v1"])
+    budget = wall["v1"] / args.budget_ratio
+    # as many updates as 2.0's measured speed fits in the budget, less 10% for start-up and saving
+    updates["2.0"] = int(0.9 * budget * speed["2.0"]["updates_per_s"])
+
+    stage(f"2.0 pre-training: at most {budget:.0f} s (T1 / {args.budget_ratio:g}), {updates['2.0']} updates")
+    if os.path.isfile(logs["2.0"]) and "done training" in open(logs["2.0"]).read():
+        print(f"  already trained ({logs['2.0']}): reusing it", flush=True)
+    else:
+        hydra_train("pretraining", pre_dirs["2.0"], updates["2.0"],
+                    [f"task.data={corpus}", f"optimization.stop_time_hours={budget / 3600:.6f}"], logs["2.0"],
+                    config_name=CONFIGS["2.0"])
+    wall["2.0"] = pretrain_seconds(logs["2.0"])
+    updates["2.0"] = trained_updates(pre_dirs["2.0"])
+
+    stage("language model: word 3-gram and lexicon from the training text")
+    lm_dir = os.path.join(work, "lm")
+    os.makedirs(lm_dir, exist_ok=True)
+    arpa, lexicon = os.path.join(lm_dir, "lm.arpa"), os.path.join(lm_dir, "lexicon.txt")
+    sentences = read_sentences(os.path.join(corpus, "lm.txt"))
+    KneserNeyLM(sentences, order=3).write_arpa(arpa)
+    write_lexicon((w for s in sentences for w in s), lexicon)
+    decoders = {
+        "viterbi": ["--decoder", "viterbi"],
+        "kenlm": ["--decoder", "lexicon_beam", "--kenlm-model", arpa, "--lexicon", lexicon,
+                  "--kenlm-weight", "1.0", "--word-score", "0", "--ctc-beam", "50"],
+    }
+
+    wer = {}
+    for m in CONFIGS:
+        stage(f"CTC fine-tuning from {m}, {args.finetune_updates} updates, then decoding")
+        ft_dir = os.path.join(work, f"finetune_{m}")
+        hydra_train("finetuning", ft_dir, args.finetune_updates,
+                    [f"task.data={corpus}", f"model.w2v_path={pre_dirs[m]}/checkpoint_last.pt"],
+                    os.path.join(work, f"finetune_{m}.log"))
+        wer[m] = {d: decode(corpus, os.path.join(ft_dir, "checkpoint_best.pt"), os.path.join(work, "decode", m, d),
+                            dec_args)["wer"] for d, dec_args in decoders.items()}
+
+    stage(f"data2vec 2.0 vs v1 on the demo corpus ({os.cpu_count()} CPU threads)")
+    print(f"{'method':8s}{'pre-train s':>12s}{'updates':>9s}{'audio s/s':>11s}{'viterbi WER':>13s}{'KenLM WER':>11s}")
+    for m in CONFIGS:
+        print(f"{m:8s}{wall[m]:12.0f}{updates[m]:9d}{speed[m]['audio_s_per_s']:11.1f}"
+              f"{wer[m]['viterbi']:13.2f}{wer[m]['kenlm']:11.2f}")
+    gain = wer["v1"]["viterbi"] - wer["2.0"]["viterbi"]
+    print(f"\n2.0 in {wall['2.0'] / wall['v1']:.2f} of v1's pre-training time: viterbi WER "
+          f"{'no worse' if gain >= 0 else 'WORSE'} ({gain:+.2f} points)")
+
+
+if __name__ == "__main__":
+    main()
