@@ -6,7 +6,10 @@ directory that transformers' ``from_pretrained(OUT_DIR)`` loads, weights as safe
 
 * pre-trained ``data2vec_audio`` -> ``Data2VecAudioModel`` + the feature extractor's config
   (16 kHz, ``do_normalize`` as the task's ``normalize``);
-* CTC fine-tuned (``wav2vec_ctc`` around ``data2vec_audio``) -> ``Data2VecAudioForCTC`` + a
+* pre-trained ``data2vec2_audio`` without ALiBi (``use_alibi=false``) -> the same class (its
+  masked frames are zeros: ``masked_spec_embed`` is zero); with ALiBi it is refused, since
+  transformers' Data2VecAudio has no attention bias;
+* CTC fine-tuned (``wav2vec_ctc`` around either) -> ``Data2VecAudioForCTC`` + a
   processor: tokenizer vocabulary from the fine-tuning dictionary (fairseq's indices kept),
   ``|`` as word delimiter, the CTC blank (``<s>``, index 0) as the pad token, so that
   ``pipeline("automatic-speech-recognition", model=OUT_DIR)`` transcribes;
@@ -58,6 +61,10 @@ def audio_config(cfg, vocab_size: int = 32) -> Dict:
     """transformers' Data2VecAudioConfig fields for our data2vec_audio config ``cfg``."""
     from .models.data2vec_audio import parse_conv_layers
 
+    if getattr(cfg, "use_alibi", False):
+        raise NotExportable("use_alibi=true (data2vec 2.0's ALiBi attention bias): transformers' Data2VecAudio "
+                            "has no attention bias, so its outputs would differ; pre-train with model.use_alibi=false "
+                            "to export a 2.0 model")
     if cfg.layer_norm_first:
         raise NotExportable("layer_norm_first=true (pre-LN blocks): transformers' Data2VecAudio has post-LN blocks only")
     if cfg.extractor_mode != "layer_norm":
@@ -85,13 +92,13 @@ def audio_config(cfg, vocab_size: int = 32) -> Dict:
 
 def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, torch.Tensor]:
     """Our data2vec_audio weights (keys under ``prefix``) -> transformers' Data2VecAudioModel keys.
-    The teacher, the regression head and update counters are not part of that model."""
+    The teacher, the regression head (2.0: the decoder) and update counters are not part of that model."""
     out = {}
     for key, value in state.items():
         if not key.startswith(prefix):
             continue
         k = key[len(prefix):]
-        if k in ("_ema", "_ema_updates") or k.startswith("final_proj.") or k.endswith(".version"):
+        if k in ("_ema", "_ema_updates") or k.startswith(("final_proj.", "decoder.")) or k.endswith(".version"):
             continue
         parts = k.split(".")
         if k == "mask_emb":
@@ -120,6 +127,13 @@ def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, t
     return out
 
 
+def with_mask_embedding(weights: Dict[str, torch.Tensor], body) -> Dict[str, torch.Tensor]:
+    """data2vec 2.0 zeroes masked frames instead of embedding them: its masked_spec_embed is zeros."""
+    if "masked_spec_embed" not in weights:
+        weights["masked_spec_embed"] = torch.zeros(body.cfg.encoder_embed_dim)
+    return weights
+
+
 def dictionary_vocabulary(dictionary) -> Dict[str, int]:
     """A fairseq dictionary as a tokenizer vocabulary, indices unchanged (for CTC: blank = <s> = 0)."""
     return {symbol: index for index, symbol in enumerate(dictionary.symbols)}
@@ -136,7 +150,7 @@ def export_audio(model, cfg, task, out_dir: str) -> str:
     if not is_ctc:
         config = tf.Data2VecAudioConfig(**audio_config(body.cfg))
         hf = tf.Data2VecAudioModel(config)
-        hf.load_state_dict(audio_state(state), strict=True)
+        hf.load_state_dict(with_mask_embedding(audio_state(state), body), strict=True)
         hf.save_pretrained(out_dir, safe_serialization=True)
         extractor.save_pretrained(out_dir)
         return "Data2VecAudioModel"
@@ -144,7 +158,8 @@ def export_audio(model, cfg, task, out_dir: str) -> str:
     config = tf.Data2VecAudioConfig(**audio_config(body.cfg, vocab_size=len(dictionary)),
                                     pad_token_id=dictionary.bos(), ctc_loss_reduction="sum", ctc_zero_infinity=True)
     hf = tf.Data2VecAudioForCTC(config)
-    weights = {"data2vec_audio." + k: v for k, v in audio_state(state, "w2v_encoder.w2v_model.").items()}
+    weights = {"data2vec_audio." + k: v
+               for k, v in with_mask_embedding(audio_state(state, "w2v_encoder.w2v_model."), body).items()}
     weights["lm_head.weight"], weights["lm_head.bias"] = state["w2v_encoder.proj.weight"], state["w2v_encoder.proj.bias"]
     hf.load_state_dict(weights, strict=True)
     hf.save_pretrained(out_dir, safe_serialization=True)
@@ -384,14 +399,15 @@ def export(checkpoint: str, out_dir: str, data_dir: str = None, sp_model: str = 
     model, cfg, task = load_pretrained(checkpoint, arg_overrides=overrides)
     model.eval()
     name = cfg.model._name
-    if name == "data2vec_audio" or (name == "wav2vec_ctc" and cfg.model.w2v_args.model._name == "data2vec_audio"):
+    speech = ("data2vec_audio", "data2vec2_audio")
+    if name in speech or (name == "wav2vec_ctc" and cfg.model.w2v_args.model._name in speech):
         written = export_audio(model, cfg, task, out_dir)
     elif name == "data2vec_text":
         written = export_text(model, cfg, task, out_dir, sp_model)
     elif name in ("data2vec_vision", "data2vec_image_classification"):
         written = export_vision(model, cfg, out_dir)
     else:
-        raise NotExportable(f"{checkpoint}: model {name}: export covers data2vec_audio (and its CTC "
+        raise NotExportable(f"{checkpoint}: model {name}: export covers data2vec_audio, data2vec2_audio (and their CTC "
                             "fine-tuning), data2vec_text, data2vec_vision and its image classifier")
     logger.info(f"{checkpoint} -> {out_dir} ({written})")
     return written, out_dir

@@ -53,3 +53,29 @@ def test_pretrained_audio_model_exports_with_equal_features(pretrained_checkpoin
 def test_what_transformers_cannot_represent_is_refused(change, reason):
     with pytest.raises(NotExportable, match=reason):
         audio_config(tiny_audio_cfg(**change))
+
+
+def _v2_checkpoint(corpus, save_dir, *extra):
+    run_cli([os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train"), "--config-dir",
+             f"{REPO}/examples/audio/pretraining", "--config-name", "v2_tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq",
+             f"task.data={corpus}", f"checkpoint.save_dir={save_dir}", "optimization.max_update=3",
+             "dataset.disable_validation=true", "model.encoder_layers=2", "model.average_top_k_layers=2",
+             "model.clone_batch=2", *extra], cwd=save_dir.parent)
+    return save_dir / "checkpoint_last.pt"
+
+
+def test_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp_path, waveforms):
+    with pytest.raises(NotExportable, match="ALiBi"):
+        export(str(_v2_checkpoint(demo_corpus, tmp_path / "alibi")), str(tmp_path / "refused"))
+    checkpoint = _v2_checkpoint(demo_corpus, tmp_path / "plain", "model.use_alibi=false")
+    written, out_dir = export(str(checkpoint), str(tmp_path / "hf"))
+    assert written == "Data2VecAudioModel"
+    hf = transformers.Data2VecAudioModel.from_pretrained(out_dir).eval()
+    ours, _, _ = load_pretrained(str(checkpoint))
+    ours.eval()
+    source, padding = waveforms
+    with torch.no_grad():
+        expected = ours.extract_features(source, padding)["x"]
+        got = hf(source, attention_mask=(~padding).long()).last_hidden_state
+    for b, n in enumerate(ours.output_lengths((~padding).sum(-1)).tolist()):
+        assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-4), (got[b, :n] - expected[b, :n]).abs().max()
