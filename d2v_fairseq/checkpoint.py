@@ -105,9 +105,9 @@ def keep_resolved_config(cfg: DictConfig, model) -> None:
             cfg.num_classes = resolved.num_classes
 
 
-def pretrained_for_finetuning(cfg: DictConfig, expected_model: str, task=None) -> Optional[Dict]:
+def pretrained_for_finetuning(cfg: DictConfig, expected_model, task=None) -> Optional[Dict]:
     """The shared start of a fine-tuning model's ``build_model``: on its first build, reads
-    ``cfg.model_path`` (checking it holds ``expected_model``, completing a released-format
+    ``cfg.model_path`` (checking it holds ``expected_model``, a model name or a tuple of them; completing a released-format
     config) and stores that model config as ``cfg.pretrained_args``; fills ``cfg.num_classes``
     from ``task`` when unset. Returns the checkpoint's state (None on a rebuild from a
     fine-tuned checkpoint, whose ``pretrained_args`` are already there)."""
@@ -115,8 +115,9 @@ def pretrained_for_finetuning(cfg: DictConfig, expected_model: str, task=None) -
     if cfg.pretrained_args is None:
         state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
         name = state["cfg"].model.get("_name")
-        if name != expected_model:
-            raise ValueError(f"model.model_path={cfg.model_path}: a {name} checkpoint, not {expected_model}")
+        expected = (expected_model,) if isinstance(expected_model, str) else tuple(expected_model)
+        if name not in expected:
+            raise ValueError(f"model.model_path={cfg.model_path}: a {name} checkpoint, not {' or '.join(expected)}")
         complete_saved_configs(state["cfg"], cfg.model_path)
         with open_dict(cfg):
             cfg.pretrained_args = state["cfg"].model

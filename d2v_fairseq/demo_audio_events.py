@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--pretrain-updates", type=int, default=600)
     parser.add_argument("--finetune-updates", type=int, default=300)
     parser.add_argument("--labeled", type=int, default=200)
+    parser.add_argument("--pretraining", default="tiny_cpu",
+                        help="examples/audio/pretraining config: tiny_cpu (data2vec) or v2_tiny_cpu (data2vec 2.0)")
+    parser.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
+    parser.add_argument("--finetune-overrides", nargs="*", default=[], help="extra hydra overrides for fine-tuning")
     args = parser.parse_args()
     work = os.path.abspath(args.work)
     data = os.path.join(work, "data")
@@ -49,7 +53,8 @@ def main() -> None:
     pre_dir = os.path.join(work, "pretrain")
     hydra_train("pretraining", pre_dir, args.pretrain_updates,
                 [f"task.data={data}", "dataset.train_subset=pretrain", "dataset.valid_subset=valid",
-                 "task.min_sample_size=16000"], os.path.join(work, "pretrain.log"))
+                 "task.min_sample_size=16000", *args.pretrain_overrides], os.path.join(work, "pretrain.log"),
+                config_name=args.pretraining)
     pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
 
     results = {}
@@ -59,7 +64,7 @@ def main() -> None:
         ft_dir = os.path.join(work, f"finetune_{tag}")
         hydra_train("classification", ft_dir, args.finetune_updates,
                     [f"task.data={data}", f"model.model_path={pretrained}",
-                     f"model.no_pretrained_weights={str(random_init).lower()}"],
+                     f"model.no_pretrained_weights={str(random_init).lower()}", *args.finetune_overrides],
                     os.path.join(work, f"finetune_{tag}.log"))
         results[name] = evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data, "test")
 

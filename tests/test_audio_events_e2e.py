@@ -32,12 +32,14 @@ def finetune(cwd, data, model_path, save_dir, *extra):
     return proc.stdout + proc.stderr
 
 
-def test_tagger_finetunes_from_our_checkpoint_and_logs_map(sound_corpus, tmp_path):
+@pytest.mark.parametrize("pretraining", [["tiny_cpu"], ["v2_tiny_cpu", "model.clone_batch=2"]], ids=["v1", "v2"])
+def test_tagger_finetunes_from_our_checkpoint_and_logs_map(sound_corpus, tmp_path, pretraining):
+    config, *extra = pretraining
     run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/pretraining",
-             "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq", f"task.data={sound_corpus}",
+             "--config-name", config, f"common.user_dir={REPO}/d2v_fairseq", f"task.data={sound_corpus}",
              f"checkpoint.save_dir={tmp_path}/pre", "optimization.max_update=4", "dataset.disable_validation=true",
              "dataset.train_subset=pretrain", "task.min_sample_size=8000", "model.encoder_layers=2",
-             "model.average_top_k_layers=2"], cwd=tmp_path)
+             "model.average_top_k_layers=2", *extra], cwd=tmp_path)
     log = finetune(tmp_path, sound_corpus, tmp_path / "pre" / "checkpoint_last.pt", tmp_path / "ft")
     maps = re.findall(r"valid on 'valid' subset .*\| mAP ([\d.]+)", log)
     assert len(maps) == 2 and all(0 < float(m) <= 100 for m in maps)

@@ -1,5 +1,5 @@
 """``data2vec_audio_classification``: multi-label audio tagging (AudioSet) over a pre-trained
-``data2vec_audio``.
+``data2vec_audio`` (v1) or ``data2vec2_audio`` (2.0).
 
 The pre-trained model's config and student weights come from ``model_path`` (like
 ``wav2vec_ctc``'s ``w2v_path``); fine-tuning masks its features (mask_prob 0.6, spans of 5),
@@ -23,7 +23,11 @@ from torch import nn
 
 from ..checkpoint import pretrained_for_finetuning
 from ..modules.pooling import POOLING, mix_sources, pool_frames
+from .data2vec2_audio import Data2Vec2AudioModel
 from .data2vec_audio import Data2VecAudioModel
+
+# the speech encoders a tagger can start from, by the model name their checkpoints carry
+ENCODERS = {"data2vec_audio": Data2VecAudioModel, "data2vec2_audio": Data2Vec2AudioModel}
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ FINETUNING_FIELDS = ("mask_prob", "mask_length", "mask_channel_prob", "mask_chan
 
 @dataclass
 class AudioClassificationConfig(FairseqDataclass):
-    model_path: str = field(default="???", metadata={"help": "the pre-trained data2vec_audio checkpoint"})
+    model_path: str = field(default="???", metadata={"help": "the pre-trained data2vec_audio or data2vec2_audio checkpoint"})
     no_pretrained_weights: bool = field(
         default=False, metadata={"help": "take only the architecture from model_path (random init baseline)"}
     )
@@ -82,13 +86,13 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
     def build_model(cls, cfg: AudioClassificationConfig, task=None):
         """Builds the encoder from ``model_path``'s config with the fine-tuning values and, unless
         ``no_pretrained_weights``, loads its student; the teacher and regression head are dropped."""
-        state = pretrained_for_finetuning(cfg, "data2vec_audio", task)
+        state = pretrained_for_finetuning(cfg, tuple(ENCODERS), task)
         with open_dict(cfg):
             for key in FINETUNING_FIELDS:
                 cfg.pretrained_args[key] = cfg[key]
             cfg.pretrained_args.encoder_layerdrop = cfg.layerdrop
             cfg.pretrained_args.require_same_masks = False  # clips of a batch differ in length
-        encoder = Data2VecAudioModel(cfg.pretrained_args)
+        encoder = ENCODERS[cfg.pretrained_args._name](cfg.pretrained_args)
         if state is not None and not cfg.no_pretrained_weights:
             encoder.load_state_dict(state["model"], strict=True)
             logger.info(f"loaded the pre-trained student of {cfg.model_path}")
