@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--finetune-updates", type=int, default=400)
     parser.add_argument("--train-per-class", type=int, default=40)
     parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
     args = parser.parse_args()
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -125,7 +126,7 @@ def main() -> None:
 
     stage(f"2/4 data2vec_text pre-training, tiny model, {args.pretrain_updates} updates")
     pre_dir = os.path.join(work, "pretrain")
-    hydra_train("pretraining", pre_dir, args.pretrain_updates, [f"task.data={data['pretrain']}"],
+    hydra_train("pretraining", pre_dir, args.pretrain_updates, [f"task.data={data['pretrain']}", *args.pretrain_overrides],
                 os.path.join(work, "pretrain.log"), modality="text")
 
     results = {}
