@@ -22,8 +22,7 @@ import tempfile
 from _measure import train_once  # bench/ is the script's directory
 
 from d2v_fairseq.data.demo_corpus import build_corpus
-from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
-from d2v_fairseq.demo import decode, hydra_train, stage, trained_updates
+from d2v_fairseq.demo import decode, demo_decoders, hydra_train, stage, trained_updates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,17 +98,7 @@ def main() -> None:
     updates["2.0"] = trained_updates(pre_dirs["2.0"])
 
     stage("language model: word 3-gram and lexicon from the training text")
-    lm_dir = os.path.join(work, "lm")
-    os.makedirs(lm_dir, exist_ok=True)
-    arpa, lexicon = os.path.join(lm_dir, "lm.arpa"), os.path.join(lm_dir, "lexicon.txt")
-    sentences = read_sentences(os.path.join(corpus, "lm.txt"))
-    KneserNeyLM(sentences, order=3).write_arpa(arpa)
-    write_lexicon((w for s in sentences for w in s), lexicon)
-    decoders = {
-        "viterbi": ["--decoder", "viterbi"],
-        "kenlm": ["--decoder", "lexicon_beam", "--kenlm-model", arpa, "--lexicon", lexicon,
-                  "--kenlm-weight", "1.0", "--word-score", "0", "--ctc-beam", "50"],
-    }
+    decoders = dict(zip(("viterbi", "kenlm"), demo_decoders(corpus, os.path.join(work, "lm")).values()))
 
     wer = {}
     for m in CONFIGS:

@@ -108,6 +108,22 @@ def decode(corpus: str, checkpoint: str, out_dir: str, decoder_args: List[str]) 
     return {"wer": wer, "rtf": rtf}
 
 
+def demo_decoders(corpus: str, lm_dir: str) -> Dict[str, List[str]]:
+    """Builds a word 3-gram LM (ARPA) and a lexicon from the corpus's training text in ``lm_dir``;
+    returns the fairseq-generate arguments of the demo's decoders, viterbi and KenLM + lexicon."""
+    os.makedirs(lm_dir, exist_ok=True)
+    arpa, lexicon = os.path.join(lm_dir, "lm.arpa"), os.path.join(lm_dir, "lexicon.txt")
+    sentences = read_sentences(os.path.join(corpus, "lm.txt"))
+    KneserNeyLM(sentences, order=3).write_arpa(arpa)
+    write_lexicon((w for s in sentences for w in s), lexicon)
+    print(f"  {arpa}, {lexicon}")
+    return {
+        "viterbi": ["--decoder", "viterbi"],
+        "KenLM 3-gram + lexicon": ["--decoder", "lexicon_beam", "--kenlm-model", arpa, "--lexicon", lexicon,
+                                   "--kenlm-weight", "1.0", "--word-score", "0", "--ctc-beam", "50"],
+    }
+
+
 def main() -> None:
     """Runs the demo (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,20 +155,9 @@ def main() -> None:
         finetuned[name] = os.path.join(ft_dir, "checkpoint_best.pt")
 
     stage("4/5 language model: word 3-gram (modified Kneser-Ney, ARPA) and lexicon from the training text")
-    lm_dir = os.path.join(work, "lm")
-    os.makedirs(lm_dir, exist_ok=True)
-    arpa, lexicon = os.path.join(lm_dir, "lm.arpa"), os.path.join(lm_dir, "lexicon.txt")
-    sentences = read_sentences(os.path.join(corpus, "lm.txt"))
-    KneserNeyLM(sentences, order=3).write_arpa(arpa)
-    write_lexicon((w for s in sentences for w in s), lexicon)
-    print(f"  {arpa}, {lexicon}")
+    decoders = demo_decoders(corpus, os.path.join(work, "lm"))
 
     stage("5/5 decoding the test set with fairseq-generate")
-    decoders = {
-        "viterbi": ["--decoder", "viterbi"],
-        "KenLM 3-gram + lexicon": ["--decoder", "lexicon_beam", "--kenlm-model", arpa, "--lexicon", lexicon,
-                                   "--kenlm-weight", "1.0", "--word-score", "0", "--ctc-beam", "50"],
-    }
     table: Dict[str, Dict[str, Dict[str, float]]] = {}
     for name, checkpoint in finetuned.items():
         for dec_name, dec_args in decoders.items():
