@@ -70,6 +70,7 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
     """data2vec 2.0 speech model; see the module docstring."""
 
     uses_mask_embedding = False
+    uses_linear_head = False
 
     def __init__(self, cfg: Data2Vec2AudioConfig):
         super().__init__(cfg)
@@ -77,7 +78,6 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
             raise ValueError(f"model config: clone_batch={cfg.clone_batch} must be >= 1")
         if cfg.use_alibi:
             self.alibi = AlibiBias(cfg.encoder_attention_heads, cfg.alibi_scale_init, cfg.learned_alibi_scale)
-        self.final_proj = None  # the decoder makes the predictions
         self.decoder: Optional[ConvDecoder1d] = ConvDecoder1d(
             cfg.encoder_embed_dim, cfg.decoder_dim, cfg.decoder_layers, cfg.decoder_kernel, cfg.decoder_groups
         )

@@ -72,9 +72,11 @@ class Data2VecAudioModel(Data2VecModel):
     teacher_can_copy_positions = True
     # masked frames take a learned embedding (2.0 zeroes them instead and has none)
     uses_mask_embedding = True
+    # the core's Linear regression head (2.0 predicts with its decoder instead)
+    uses_linear_head = True
 
     def __init__(self, cfg: Data2VecAudioConfig):
-        super().__init__(cfg, cfg.encoder_embed_dim)
+        super().__init__(cfg, cfg.encoder_embed_dim, linear_head=self.uses_linear_head)
         # data2vec 2.0 sets an ALiBi bias module (part of the teacher's scope); v1 has none
         self.alibi: Optional[AlibiBias] = None
         self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
