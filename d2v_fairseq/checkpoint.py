@@ -107,8 +107,8 @@ def keep_resolved_config(cfg: DictConfig, model) -> None:
 
 def pretrained_for_finetuning(cfg: DictConfig, expected_model, task=None) -> Optional[Dict]:
     """The shared start of a fine-tuning model's ``build_model``: on its first build, reads
-    ``cfg.model_path`` (checking it holds ``expected_model``, a model name or a tuple of them; completing a released-format
-    config) and stores that model config as ``cfg.pretrained_args``; fills ``cfg.num_classes``
+    ``cfg.model_path`` (checking it holds ``expected_model``, a model name or a tuple of them;
+    completing a released-format config) and stores that model config as ``cfg.pretrained_args``; fills ``cfg.num_classes``
     from ``task`` when unset. Returns the checkpoint's state (None on a rebuild from a
     fine-tuned checkpoint, whose ``pretrained_args`` are already there)."""
     state = None
