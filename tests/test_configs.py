@@ -1,6 +1,7 @@
 """Every example config opens with its command and names only keys its dataclasses declare."""
 
 import glob
+import re
 import os
 
 import pytest
@@ -80,3 +81,24 @@ def test_v2_speech_configs_have_the_release_values():
     large = OmegaConf.load(os.path.join(root, "v2_large_librivox.yaml")).model
     assert (large.encoder_layers, large.encoder_embed_dim, large.clone_batch, large.mask_prob) == (24, 1024, 12, 0.55)
     assert (large.decoder_dim, large.average_top_k_layers) == (768, 16)
+
+
+def has_key(cfg, dotted: str) -> bool:
+    node = cfg
+    for part in dotted.split("."):
+        if not OmegaConf.is_dict(node) or part not in node.keys():  # `in` is False for "???"
+            return False
+        node = node._get_node(part)
+    return True
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_overrides_the_comments_suggest_name_keys_the_config_has(path):
+    # fairseq types the task/model/criterion/optimizer/lr_scheduler groups as plain dicts, so hydra
+    # refuses `task.key=value` for a key the file lacks (it wants `+task.key=`): every override a
+    # config's comments tell the user to type in those groups must name a key the file has
+    comments = " ".join(line for line in open(path) if line.lstrip().startswith("#"))
+    suggested = re.findall(r"(?<![+\w./$])((?:task|model|criterion|optimizer|lr_scheduler)(?:\.\w+)+)=", comments)
+    cfg = OmegaConf.load(path)
+    missing = [key for key in suggested if not has_key(cfg, key)]
+    assert not missing, f"{path}: comments suggest overriding keys the file lacks: {missing}"
