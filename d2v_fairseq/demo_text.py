@@ -8,8 +8,8 @@
    category (10 categories), a small labeled train/valid split and a held-out test split;
 4. fine-tune (examples/text/finetuning/tiny_cpu.yaml: fairseq's sentence_prediction, a
    classification head on the mean of the outputs) from the pre-trained model and, at the same budget, from
-   random initialization;
-5. print test accuracy and MCC of both.
+   random initialization, each with several seeds (``--seeds``);
+5. print test accuracy and MCC of both (means over the seeds) and the accuracy of each seed.
 
     python -m d2v_fairseq.demo_text --work work/demo-text
 
@@ -107,6 +107,12 @@ def evaluate(checkpoint: str, data: str, split: str = "test") -> Dict[str, float
     return {"accuracy": 100.0 * accuracy_score(gold, predicted), "mcc": matthews_corrcoef(gold, predicted), "n": len(gold)}
 
 
+def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each score over fine-tuning runs on the same test set (``n``: its size)."""
+    mean = {key: sum(r[key] for r in runs) / len(runs) for key in runs[0] if key != "n"}
+    return {**mean, "n": runs[0]["n"]}
+
+
 def main() -> None:
     """Runs the demo (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +120,9 @@ def main() -> None:
     parser.add_argument("--pretrain-updates", type=int, default=800)
     parser.add_argument("--finetune-updates", type=int, default=400)
     parser.add_argument("--train-per-class", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="fine-tuning seeds per starting point; the table gives their mean (one seed "
+                        "moves test accuracy by a few points at this size)")
     parser.add_argument("--vocab-size", type=int, default=4000)
     parser.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
     args = parser.parse_args()
@@ -129,26 +138,33 @@ def main() -> None:
     hydra_train("pretraining", pre_dir, args.pretrain_updates, [f"task.data={data['pretrain']}", *args.pretrain_overrides],
                 os.path.join(work, "pretrain.log"), modality="text")
 
-    results = {}
+    results, per_seed = {}, {}
     for name, restore in (("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")), ("random init", "none.pt")):
-        stage(f"3/4 fine-tuning from {name}, {args.finetune_updates} updates")
-        tag = name.replace(" ", "_")
-        ft_dir = os.path.join(work, f"finetune_{tag}")
-        hydra_train("finetuning", ft_dir, args.finetune_updates,
-                    [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
-                     f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={args.finetune_updates}",
-                     # the head reads the mean of the outputs: a tiny model's <s> output, which
-                     # pre-training never regresses, carries little of the sentence
-                     "model.classifier_pooling=mean",
-                     "checkpoint.no_last_checkpoints=false"],
-                    os.path.join(work, f"finetune_{tag}.log"), modality="text")
-        results[name] = evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data["cls"])
+        runs = []
+        for seed in range(1, args.seeds + 1):
+            stage(f"3/4 fine-tuning from {name}, {args.finetune_updates} updates, seed {seed} of {args.seeds}")
+            tag = name.replace(" ", "_") + (f"_seed{seed}" if args.seeds > 1 else "")
+            ft_dir = os.path.join(work, f"finetune_{tag}")
+            hydra_train("finetuning", ft_dir, args.finetune_updates,
+                        [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
+                         f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={args.finetune_updates}",
+                         f"common.seed={seed}",
+                         # the head reads the mean of the outputs: a tiny model's <s> output, which
+                         # pre-training never regresses, carries little of the sentence
+                         "model.classifier_pooling=mean",
+                         "checkpoint.no_last_checkpoints=false"],
+                        os.path.join(work, f"finetune_{tag}.log"), modality="text")
+            runs.append(evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data["cls"]))
+        results[name] = mean_scores(runs)
+        per_seed[name] = [r["accuracy"] for r in runs]
 
     stage(f"4/4 test set: definition -> WordNet category ({len(CATEGORIES)} classes, chance 10%); "
           f"{time.time() - start:.0f} s in all")
+    for name, accuracies in per_seed.items():
+        print(f"  {name}: accuracy per fine-tuning seed " + ", ".join(f"{a:.1f}%" for a in accuracies))
+    seeds = f", mean of {args.seeds} fine-tuning seeds" if args.seeds > 1 else ""
     print_comparison(results, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
-                     f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class")
-
+                     f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class{seeds}")
 
 if __name__ == "__main__":
     main()

@@ -56,7 +56,7 @@ def test_sentence_pair_finetuning_from_our_checkpoint(text_corpus, rte_bin, tmp_
     """fairseq's sentence_prediction on GLUE-format RTE pairs, started from a data2vec_text
     checkpoint: the pre-trained body is loaded, the head is new, accuracy is logged."""
     train(tmp_path, text_corpus, tmp_path / "pre", 4)
-    proc = finetune(tmp_path, rte_bin, tmp_path / "ft", tmp_path / "pre" / "checkpoint_last.pt")
+    proc = finetune(tmp_path, rte_bin, tmp_path / "ft", tmp_path / "pre" / "checkpoint_last.pt", "optimization.lr=[0.0003]")
     log = proc.stdout + proc.stderr
     assert re.search(r"valid on 'valid' subset .*\| accuracy [\d.]+", log)
     pre = torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)["model"]
