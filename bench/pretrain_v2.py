@@ -98,7 +98,9 @@ def main() -> None:
     updates["2.0"] = trained_updates(pre_dirs["2.0"])
 
     stage("language model: word 3-gram and lexicon from the training text")
-    decoders = dict(zip(("viterbi", "kenlm"), demo_decoders(corpus, os.path.join(work, "lm")).values()))
+    demo = demo_decoders(corpus, os.path.join(work, "lm"))
+    # short names: they name the decode directories
+    decoders = {"viterbi": demo["viterbi"], "kenlm": demo["KenLM 3-gram + lexicon"]}
 
     wer = {}
     for m in CONFIGS:

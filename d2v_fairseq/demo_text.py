@@ -166,5 +166,6 @@ def main() -> None:
     print_comparison(results, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
                      f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class{seeds}")
 
+
 if __name__ == "__main__":
     main()
