@@ -64,6 +64,19 @@ def trained_updates(save_dir: str) -> int:
     return int(state["optimizer_history"][-1]["num_updates"])
 
 
+def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each score (number) over fine-tuning runs on the same test set (``n``: its size)."""
+    mean = {key: sum(r[key] for r in runs) / len(runs) for key, value in runs[0].items()
+            if key != "n" and isinstance(value, (int, float))}
+    return {**mean, "n": runs[0]["n"]}
+
+
+def print_per_seed(per_seed: Dict[str, List[float]], score: str, unit: str = "") -> None:
+    """One line per starting point: ``score`` of each fine-tuning seed (the runs the table averages)."""
+    for name, values in per_seed.items():
+        print(f"  {name}: {score} per fine-tuning seed " + ", ".join(f"{v:.1f}{unit}" for v in values))
+
+
 def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str) -> None:
     """The demos' closing table: one row per starting point ("pretrained", "random init"), one
     column per (key, header, percent?) in ``columns``, then whether pre-training wins on ``deciding``."""

@@ -26,7 +26,7 @@ import torch
 
 from .data.text import binarize, encode_file, read_lines, train_bpe
 from .data.wordnet import read_glosses
-from .demo import hydra_train, print_comparison, stage
+from .demo import hydra_train, mean_scores, print_comparison, print_per_seed, stage
 
 CATEGORIES = ("noun.animal", "noun.plant", "noun.food", "noun.artifact", "noun.person", "noun.body",
               "noun.location", "noun.substance", "verb.motion", "verb.communication")
@@ -107,12 +107,6 @@ def evaluate(checkpoint: str, data: str, split: str = "test") -> Dict[str, float
     return {"accuracy": 100.0 * accuracy_score(gold, predicted), "mcc": matthews_corrcoef(gold, predicted), "n": len(gold)}
 
 
-def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:
-    """The mean of each score over fine-tuning runs on the same test set (``n``: its size)."""
-    mean = {key: sum(r[key] for r in runs) / len(runs) for key in runs[0] if key != "n"}
-    return {**mean, "n": runs[0]["n"]}
-
-
 def main() -> None:
     """Runs the demo (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,8 +154,7 @@ def main() -> None:
 
     stage(f"4/4 test set: definition -> WordNet category ({len(CATEGORIES)} classes, chance 10%); "
           f"{time.time() - start:.0f} s in all")
-    for name, accuracies in per_seed.items():
-        print(f"  {name}: accuracy per fine-tuning seed " + ", ".join(f"{a:.1f}%" for a in accuracies))
+    print_per_seed(per_seed, "accuracy", "%")
     seeds = f", mean of {args.seeds} fine-tuning seeds" if args.seeds > 1 else ""
     print_comparison(results, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
                      f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class{seeds}")

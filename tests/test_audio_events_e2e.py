@@ -27,7 +27,8 @@ def finetune(cwd, data, model_path, save_dir, *extra):
                     f"model.model_path={model_path}", f"checkpoint.save_dir={save_dir}", "optimization.max_update=6",
                     "lr_scheduler.warmup_updates=2", "+lr_scheduler.lr_period_updates=20",
                     "dataset.validate_interval_updates=3", "checkpoint.save_interval_updates=3", "common.log_interval=2",
-                    "dataset.max_tokens=64000", *extra],
+                    # the release's fine-tuning regularizers, which the tiny config leaves off
+                    "dataset.max_tokens=64000", "model.apply_mask=true", "model.source_mixup=0.5", *extra],
                    cwd=cwd)
     return proc.stdout + proc.stderr
 
