@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .data.demo_corpus import build_corpus
 from .decoding.lm import KneserNeyLM, read_sentences, write_lexicon
@@ -71,10 +71,32 @@ def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:
     return {**mean, "n": runs[0]["n"]}
 
 
-def print_per_seed(per_seed: Dict[str, List[float]], score: str, unit: str = "") -> None:
-    """One line per starting point: ``score`` of each fine-tuning seed (the runs the table averages)."""
-    for name, values in per_seed.items():
-        print(f"  {name}: {score} per fine-tuning seed " + ", ".join(f"{v:.1f}{unit}" for v in values))
+def finetune_seeds(work: str, name: str, seeds: int, what: str, finetune: Callable[[str, str, int], None],
+                   evaluate: Callable[[str], Dict]) -> List[Dict]:
+    """Fine-tunes from the starting point ``name`` with seeds 1..``seeds``, each run in
+    WORK/finetune_NAME[_seedN] (``finetune(save_dir, log_path, seed)``), and returns the scores
+    ``evaluate`` gives each run's best checkpoint."""
+    runs = []
+    for seed in range(1, seeds + 1):
+        stage(f"3/4 fine-tuning from {name}: {what}, seed {seed} of {seeds}")
+        tag = name.replace(" ", "_") + (f"_seed{seed}" if seeds > 1 else "")
+        save_dir = os.path.join(work, f"finetune_{tag}")
+        finetune(save_dir, os.path.join(work, f"finetune_{tag}.log"), seed)
+        runs.append(evaluate(os.path.join(save_dir, "checkpoint_best.pt")))
+    return runs
+
+
+def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], deciding: str, note: str) -> None:
+    """``print_comparison`` of the mean scores of each starting point's fine-tuning runs; with
+    several seeds, first each seed's ``deciding`` score."""
+    seeds = len(runs["pretrained"])
+    if seeds > 1:
+        header, percent = next((h, p) for k, h, p in columns if k == deciding)
+        for name, scores in runs.items():
+            print(f"  {name}: {header} per fine-tuning seed "
+                  + ", ".join(f"{r[deciding]:.1f}{'%' if percent else ''}" for r in scores))
+        note += f", mean of {seeds} fine-tuning seeds"
+    print_comparison({name: mean_scores(scores) for name, scores in runs.items()}, columns, deciding, note)
 
 
 def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str) -> None:

@@ -15,11 +15,12 @@ Every stage reuses what an earlier run built.
 """
 
 import argparse
+import functools
 import os
 import time
 
 from .data.sound_events import build_corpus
-from .demo import hydra_train, mean_scores, print_comparison, print_per_seed, stage
+from .demo import finetune_seeds, hydra_train, print_seed_comparison, stage
 
 
 def main() -> None:
@@ -60,28 +61,19 @@ def main() -> None:
                 config_name=args.pretraining)
     pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
 
-    results, per_seed = {}, {}
-    for name, random_init in (("pretrained", False), ("random init", True)):
-        runs = []
-        for seed in range(1, args.seeds + 1):
-            stage(f"3/4 fine-tuning the tagger from {name} on {args.labeled} labeled clips, "
-                  f"{args.finetune_updates} updates, seed {seed} of {args.seeds}")
-            tag = name.replace(" ", "_") + (f"_seed{seed}" if args.seeds > 1 else "")
-            ft_dir = os.path.join(work, f"finetune_{tag}")
-            hydra_train("classification", ft_dir, args.finetune_updates,
-                        [f"task.data={data}", f"model.model_path={pretrained}",
-                         f"model.no_pretrained_weights={str(random_init).lower()}", f"common.seed={seed}",
-                         *args.finetune_overrides],
-                        os.path.join(work, f"finetune_{tag}.log"))
-            runs.append(evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data, "test"))
-        results[name] = mean_scores(runs)
-        per_seed[name] = [r["mAP"] for r in runs]
+    def finetune(random_init: bool, save_dir: str, log_path: str, seed: int) -> None:
+        hydra_train("classification", save_dir, args.finetune_updates,
+                    [f"task.data={data}", f"model.model_path={pretrained}",
+                     f"model.no_pretrained_weights={str(random_init).lower()}", f"common.seed={seed}",
+                     *args.finetune_overrides], log_path)
+
+    what = f"the tagger on {args.labeled} labeled clips, {args.finetune_updates} updates"
+    runs = {name: finetune_seeds(work, name, args.seeds, what, functools.partial(finetune, random_init),
+                                 lambda checkpoint: evaluate(checkpoint, data, "test"))
+            for name, random_init in (("pretrained", False), ("random init", True))}
 
     stage(f"4/4 held-out mixtures ({classes} sound classes); {time.time() - start:.0f} s in all")
-    if args.seeds > 1:
-        print_per_seed(per_seed, "mAP")
-    seeds = f", mean of {args.seeds} fine-tuning seeds" if args.seeds > 1 else ""
-    print_comparison(results, [("mAP", "mAP", False)], "mAP", f"{results['pretrained']['n']} test clips{seeds}")
+    print_seed_comparison(runs, [("mAP", "mAP", False)], "mAP", f"{runs['pretrained'][0]['n']} test clips")
 
 
 if __name__ == "__main__":

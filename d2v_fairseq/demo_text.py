@@ -17,6 +17,7 @@ Every stage reuses what an earlier run built.
 """
 
 import argparse
+import functools
 import os
 import random
 import time
@@ -26,7 +27,7 @@ import torch
 
 from .data.text import binarize, encode_file, read_lines, train_bpe
 from .data.wordnet import read_glosses
-from .demo import hydra_train, mean_scores, print_comparison, print_per_seed, stage
+from .demo import finetune_seeds, hydra_train, print_seed_comparison, stage
 
 CATEGORIES = ("noun.animal", "noun.plant", "noun.food", "noun.artifact", "noun.person", "noun.body",
               "noun.location", "noun.substance", "verb.motion", "verb.communication")
@@ -132,32 +133,27 @@ def main() -> None:
     hydra_train("pretraining", pre_dir, args.pretrain_updates, [f"task.data={data['pretrain']}", *args.pretrain_overrides],
                 os.path.join(work, "pretrain.log"), modality="text")
 
-    results, per_seed = {}, {}
-    for name, restore in (("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")), ("random init", "none.pt")):
-        runs = []
-        for seed in range(1, args.seeds + 1):
-            stage(f"3/4 fine-tuning from {name}, {args.finetune_updates} updates, seed {seed} of {args.seeds}")
-            tag = name.replace(" ", "_") + (f"_seed{seed}" if args.seeds > 1 else "")
-            ft_dir = os.path.join(work, f"finetune_{tag}")
-            hydra_train("finetuning", ft_dir, args.finetune_updates,
-                        [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
-                         f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={args.finetune_updates}",
-                         f"common.seed={seed}",
-                         # the head reads the mean of the outputs: a tiny model's <s> output, which
-                         # pre-training never regresses, carries little of the sentence
-                         "model.classifier_pooling=mean",
-                         "checkpoint.no_last_checkpoints=false"],
-                        os.path.join(work, f"finetune_{tag}.log"), modality="text")
-            runs.append(evaluate(os.path.join(ft_dir, "checkpoint_best.pt"), data["cls"]))
-        results[name] = mean_scores(runs)
-        per_seed[name] = [r["accuracy"] for r in runs]
+    def finetune(restore: str, save_dir: str, log_path: str, seed: int) -> None:
+        hydra_train("finetuning", save_dir, args.finetune_updates,
+                    [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
+                     f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={args.finetune_updates}",
+                     f"common.seed={seed}",
+                     # the head reads the mean of the outputs: a tiny model's <s> output, which
+                     # pre-training never regresses, carries little of the sentence
+                     "model.classifier_pooling=mean",
+                     "checkpoint.no_last_checkpoints=false"],
+                    log_path, modality="text")
+
+    starts = (("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")), ("random init", "none.pt"))
+    runs = {name: finetune_seeds(work, name, args.seeds, f"{args.finetune_updates} updates",
+                                 functools.partial(finetune, restore),
+                                 lambda checkpoint: evaluate(checkpoint, data["cls"]))
+            for name, restore in starts}
 
     stage(f"4/4 test set: definition -> WordNet category ({len(CATEGORIES)} classes, chance 10%); "
           f"{time.time() - start:.0f} s in all")
-    print_per_seed(per_seed, "accuracy", "%")
-    seeds = f", mean of {args.seeds} fine-tuning seeds" if args.seeds > 1 else ""
-    print_comparison(results, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
-                     f"{results['pretrained']['n']} test definitions, {args.train_per_class} labeled per class{seeds}")
+    print_seed_comparison(runs, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
+                          f"{runs['pretrained'][0]['n']} test definitions, {args.train_per_class} labeled per class")
 
 
 if __name__ == "__main__":
