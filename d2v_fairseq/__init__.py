@@ -4,6 +4,9 @@ Importing the package registers its models, tasks and criterions with fairseq (f
 auto-imports only the ``models/`` and ``tasks/`` of a user-dir, never ``criterions/``).
 """
 
+import types
+
+import numpy as np
 import torch
 from fairseq.data.dictionary import Dictionary
 
@@ -15,3 +18,8 @@ __version__ = "0.1.0"
 # otherwise; fine-tuned checkpoints pickle the target Dictionary in their task state.
 # Allow that one fairseq class, so fairseq-generate and fine-tuning can read them.
 torch.serialization.add_safe_globals([Dictionary])
+
+# fairseq 0.12's TokenBlockDataset reads np.compat.long for sample_break_mode=eos (masked_lm's
+# one-sentence-per-sample mode); NumPy 2 removed np.compat. Give fairseq back that one name.
+if not hasattr(np, "compat"):
+    np.compat = types.SimpleNamespace(long=np.int64)

@@ -185,3 +185,20 @@ def test_both_criteria_give_the_same_loss(task):
     torch.manual_seed(3)
     their_loss, their_size, _ = ModelCriterion(task=None, loss_weights={}, log_keys=[])(model, sample)
     assert size == their_size > 0 and loss.item() == pytest.approx(their_loss.item(), rel=1e-6)
+
+
+def test_one_sentence_per_sample_break_mode_loads(text_corpus):
+    """``task.sample_break_mode=eos`` (one line per sample): fairseq's TokenBlockDataset reads
+    np.compat, which NumPy 2 removed; the package gives it back, and each sample is one line."""
+    from fairseq.data import data_utils
+
+    task = masked_lm_task(text_corpus, sample_break_mode="eos")
+    task.load_dataset("train")
+    dataset, pad = task.dataset("train"), task.source_dictionary.pad()
+    lines = data_utils.load_indexed_dataset(f"{text_corpus}/train", task.source_dictionary)
+    assert len(dataset) == len(lines) == 1500
+    for i in (0, 1, 700, 1499):
+        item = dataset[i]
+        original = torch.where(item["target"].ne(pad), item["target"], item["net_input.src_tokens"])
+        assert original[0] == task.source_dictionary.bos()
+        assert torch.equal(original[1:], lines[i])
