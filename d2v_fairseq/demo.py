@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from .data.demo_corpus import build_corpus
 from .decoding.lm import KneserNeyLM, read_sentences, write_lexicon

@@ -25,7 +25,7 @@ from typing import Dict, List
 
 import torch
 
-from .data.text import binarize, encode_file, read_lines, train_bpe
+from .data.text import binarize, encode_file, train_bpe
 from .data.wordnet import read_glosses
 from .demo import finetune_seeds, hydra_train, print_seed_comparison, stage
 
