@@ -4,7 +4,9 @@
 
 1. Throughput: seconds of distinct audio consumed per second of pre-training, v1
    (examples/audio/pretraining/tiny_cpu.yaml) and 2.0 (v2_tiny_cpu.yaml: the same tiny model),
-   on the demo corpus, one run each (fairseq's ``wps`` counts audio samples).
+   on the demo corpus, one run each (fairseq's ``wps`` counts audio samples); then the same
+   with the conv front end widened (``--widths``, up to the reference's 512 channels, the same
+   blocks), where 2.0's lever, one front-end and teacher pass per ``clone_batch`` copies, grows.
 2. Time to quality: v1 pre-trains for the demo's budget (wall time T1, fairseq's "done training
    in"); 2.0 pre-trains for at most T1 / budget-ratio (as many updates as its measured speed
    allows, with fairseq's stop_time_hours as a hard stop); both fine-tune with the demo's CTC
@@ -18,6 +20,9 @@ import argparse
 import os
 import re
 import tempfile
+from typing import Sequence
+
+from omegaconf import OmegaConf
 
 from _measure import train_once  # bench/ is the script's directory
 
@@ -39,13 +44,18 @@ def audio_seconds(log: str) -> float:
     return total / SAMPLE_RATE
 
 
-def throughput(method: str, corpus: str, updates: int) -> dict:
+def front_end(width: int) -> str:
+    """Override for the tiny configs' conv front end (same kernels and strides) ``width`` channels wide."""
+    return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
+
+
+def throughput(method: str, corpus: str, updates: int, overrides: Sequence[str] = ()) -> dict:
     """Pre-trains ``updates`` updates (no validation, no checkpoint); audio seconds per second."""
     with tempfile.TemporaryDirectory() as tmp:
         args = ["--config-dir", os.path.join(REPO, "examples", "audio", "pretraining"), "--config-name", CONFIGS[method],
                 f"common.user_dir={REPO}/d2v_fairseq", f"task.data={corpus}", f"checkpoint.save_dir={tmp}/ckpt",
                 f"optimization.max_update={updates}", "dataset.disable_validation=true", "checkpoint.no_save=true",
-                "common.log_interval=5"]
+                "common.log_interval=5", *overrides]
         result = train_once(method, args, tmp, updates, keep_log=True)
     result["audio_s_per_s"] = audio_seconds(result.pop("log")) / result["train_s"]
     return result
@@ -57,6 +67,25 @@ def pretrain_seconds(log_path: str) -> float:
         return float(re.findall(r"done training in ([\d.]+) seconds", f.read())[-1])
 
 
+def clone_batch() -> int:
+    """2.0's copies per sample in its tiny config."""
+    config = OmegaConf.load(os.path.join(REPO, "examples", "audio", "pretraining", CONFIGS["2.0"] + ".yaml"))
+    return int(config.model.clone_batch)
+
+
+def throughput_sweep(corpus: str, widths: Sequence[int], updates: int) -> None:
+    """Audio seconds/s of v1 and 2.0 as the conv front end widens (each config's own batch), and
+    masked views/s: every second of audio is one masked view in v1, ``clone_batch`` in 2.0."""
+    copies = clone_batch()
+    stage(f"throughput as the conv front end widens: {updates} updates each, the same blocks")
+    print(f"{'channels':>8s}{'v1 audio s/s':>14s}{'2.0 audio s/s':>15s}{'v1 / 2.0':>10s}"
+          f"{'v1 views/s':>12s}{'2.0 views/s':>13s}", flush=True)
+    for width in widths:
+        speed = {m: throughput(m, corpus, updates, [front_end(width)])["audio_s_per_s"] for m in CONFIGS}
+        print(f"{width:8d}{speed['v1']:14.1f}{speed['2.0']:15.1f}{speed['v1'] / speed['2.0']:10.2f}"
+              f"{speed['v1']:12.1f}{speed['2.0'] * copies:13.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=os.path.join(REPO, "work", "bench-v2"))
@@ -64,6 +93,12 @@ def main() -> None:
     parser.add_argument("--finetune-updates", type=int, default=1200, help="the demo's CTC budget")
     parser.add_argument("--budget-ratio", type=float, default=3.0, help="2.0 gets T1 / this much time")
     parser.add_argument("--throughput-updates", type=int, default=40)
+    parser.add_argument("--widths", default="64,128,256,512",
+                        help="conv front-end channels of the throughput sweep (64: the tiny configs'; '' skips it)")
+    parser.add_argument("--sweep-updates", type=int, default=20, help="updates per run of the sweep")
+    parser.add_argument("--width", type=int, default=64,
+                        help="conv front-end channels of the time-to-quality runs (64: the demo's model)")
+    parser.add_argument("--v2-overrides", nargs="*", default=[], help="extra hydra overrides for 2.0's pre-training")
     args = parser.parse_args()
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -71,16 +106,22 @@ def main() -> None:
     stage("demo corpus")
     corpus = build_corpus(os.path.join(work, "corpus"))
 
-    stage(f"throughput: {args.throughput_updates} updates each, same tiny model and data")
-    speed = {m: throughput(m, corpus, args.throughput_updates) for m in CONFIGS}
+    model = [front_end(args.width)] if args.width != 64 else []
+    stage(f"throughput: {args.throughput_updates} updates each, same tiny model and data"
+          + (f", front end {args.width} channels" if model else ""))
+    speed = {m: throughput(m, corpus, args.throughput_updates, model) for m in CONFIGS}
     for m, r in speed.items():
         print(f"  {m}: {r['updates_per_s']:.2f} updates/s, {r['audio_s_per_s']:.1f} audio s/s, bsz {r['bsz']:.1f}")
+
+    widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    if widths:
+        throughput_sweep(corpus, widths, args.sweep_updates)
 
     stage(f"v1 pre-training, {args.pretrain_updates} updates (the demo's budget)")
     wall, updates = {}, {"v1": args.pretrain_updates}
     pre_dirs = {m: os.path.join(work, f"pretrain_{m}") for m in CONFIGS}
     logs = {m: os.path.join(work, f"pretrain_{m}.log") for m in CONFIGS}
-    hydra_train("pretraining", pre_dirs["v1"], updates["v1"], [f"task.data={corpus}"], logs["v1"],
+    hydra_train("pretraining", pre_dirs["v1"], updates["v1"], [f"task.data={corpus}", *model], logs["v1"],
                 config_name=CONFIGS["v1"])
     wall["v1"] = pretrain_seconds(logs["v1"])
     budget = wall["v1"] / args.budget_ratio
@@ -92,7 +133,8 @@ def main() -> None:
         print(f"  already trained ({logs['2.0']}): reusing it", flush=True)
     else:
         hydra_train("pretraining", pre_dirs["2.0"], updates["2.0"],
-                    [f"task.data={corpus}", f"optimization.stop_time_hours={budget / 3600:.6f}"], logs["2.0"],
+                    [f"task.data={corpus}", f"optimization.stop_time_hours={budget / 3600:.6f}", *model,
+                     *args.v2_overrides], logs["2.0"],
                     config_name=CONFIGS["2.0"])
     wall["2.0"] = pretrain_seconds(logs["2.0"])
     updates["2.0"] = trained_updates(pre_dirs["2.0"])
