@@ -1,6 +1,7 @@
 """data2vec 2.0 against v1 for speech, as time to the same quality (``make bench-v2``).
 
-    .venv/bin/python bench/pretrain_v2.py [--work work/bench-v2] [--budget-ratio 3]
+    .venv/bin/python bench/pretrain_v2.py [--work work/bench-v2] [--budget-ratio 3] [--widths 64,128,256,512]
+        [--width 64] [--v2-overrides KEY=VALUE ...]
 
 1. Throughput: seconds of distinct audio consumed per second of pre-training, v1
    (examples/audio/pretraining/tiny_cpu.yaml) and 2.0 (v2_tiny_cpu.yaml: the same tiny model),
@@ -11,6 +12,8 @@
    in"); 2.0 pre-trains for at most T1 / budget-ratio (as many updates as its measured speed
    allows, with fairseq's stop_time_hours as a hard stop); both fine-tune with the demo's CTC
    budget and config and decode the demo test set (viterbi, and KenLM 3-gram + lexicon).
+   ``--width`` runs stages 1 (first part) and 2 with the front end that many channels wide (64:
+   the demo's model); ``--v2-overrides`` adds hydra overrides to 2.0's pre-training.
 
 Prints one table, a row per method: pre-training wall time (s), audio seconds/s, fine-tuned
 viterbi WER, KenLM WER. Stages reuse what an earlier run in --work built.
