@@ -11,6 +11,12 @@ from typing import Dict, List
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
+def front_end(width: int) -> str:
+    """Hydra override for the speech conv front end, ``width`` channels wide, with the reference's
+    kernels and strides (320x downsampling)."""
+    return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
+
+
 def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False) -> Dict[str, float]:
     """Runs fairseq-hydra-train with ``args``; returns updates_per_s, the mean batch size
     (``bsz``), seconds of training, peak RSS in MB, wall seconds (and the output as ``log``

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 
-from _measure import print_table, train_once  # bench/ is the script's directory
+from _measure import front_end, print_table, train_once  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "audio", "pretraining")
@@ -24,7 +24,7 @@ PRESETS = {
     "tiny": [],
     # DESIGN.md's measured setting: full 512-channel conv front end, 4 blocks of 128 dims
     "frontend512": [
-        "model.conv_feature_layers='[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2'",
+        front_end(512),
         "model.encoder_embed_dim=128", "model.encoder_ffn_embed_dim=512",
     ],
 }

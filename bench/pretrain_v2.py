@@ -1,7 +1,7 @@
 """data2vec 2.0 against v1 for speech, as time to the same quality (``make bench-v2``).
 
     .venv/bin/python bench/pretrain_v2.py [--work work/bench-v2] [--budget-ratio 3] [--widths 64,128,256,512]
-        [--width 64] [--v2-overrides KEY=VALUE ...]
+        [--width CHANNELS] [--v2-overrides KEY=VALUE ...]
 
 1. Throughput: seconds of distinct audio consumed per second of pre-training, v1
    (examples/audio/pretraining/tiny_cpu.yaml) and 2.0 (v2_tiny_cpu.yaml: the same tiny model),
@@ -12,11 +12,11 @@
    in"); 2.0 pre-trains for at most T1 / budget-ratio (as many updates as its measured speed
    allows, with fairseq's stop_time_hours as a hard stop); both fine-tune with the demo's CTC
    budget and config and decode the demo test set (viterbi, and KenLM 3-gram + lexicon).
-   ``--width`` runs stages 1 (first part) and 2 with the front end that many channels wide (64:
-   the demo's model); ``--v2-overrides`` adds hydra overrides to 2.0's pre-training.
+   ``--width`` runs stages 1 (first part) and 2 with the front end that many channels wide (the
+   demo's model has 64); ``--v2-overrides`` adds hydra overrides to 2.0's pre-training.
 
-Prints one table, a row per method: pre-training wall time (s), audio seconds/s, fine-tuned
-viterbi WER, KenLM WER. Stages reuse what an earlier run in --work built.
+Prints the sweep's table, then one table with a row per method: pre-training wall time (s),
+audio seconds/s, fine-tuned viterbi WER, KenLM WER. Stages reuse what an earlier run in --work built.
 """
 
 import argparse
@@ -27,7 +27,7 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-from _measure import train_once  # bench/ is the script's directory
+from _measure import front_end, train_once  # bench/ is the script's directory
 
 from d2v_fairseq.data.demo_corpus import build_corpus
 from d2v_fairseq.demo import decode, demo_decoders, hydra_train, stage, trained_updates
@@ -45,11 +45,6 @@ def audio_seconds(log: str) -> float:
         total += float(wpb) * (int(updates) - last)
         last = int(updates)
     return total / SAMPLE_RATE
-
-
-def front_end(width: int) -> str:
-    """Override for the tiny configs' conv front end (same kernels and strides) ``width`` channels wide."""
-    return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
 
 
 def throughput(method: str, corpus: str, updates: int, overrides: Sequence[str] = ()) -> dict:
@@ -99,8 +94,8 @@ def main() -> None:
     parser.add_argument("--widths", default="64,128,256,512",
                         help="conv front-end channels of the throughput sweep (64: the tiny configs'; '' skips it)")
     parser.add_argument("--sweep-updates", type=int, default=20, help="updates per run of the sweep")
-    parser.add_argument("--width", type=int, default=64,
-                        help="conv front-end channels of the time-to-quality runs (64: the demo's model)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="conv front-end channels of the time-to-quality runs (default: the tiny configs' 64)")
     parser.add_argument("--v2-overrides", nargs="*", default=[], help="extra hydra overrides for 2.0's pre-training")
     args = parser.parse_args()
     work = os.path.abspath(args.work)
@@ -109,7 +104,7 @@ def main() -> None:
     stage("demo corpus")
     corpus = build_corpus(os.path.join(work, "corpus"))
 
-    model = [front_end(args.width)] if args.width != 64 else []
+    model = [front_end(args.width)] if args.width else []
     stage(f"throughput: {args.throughput_updates} updates each, same tiny model and data"
           + (f", front end {args.width} channels" if model else ""))
     speed = {m: throughput(m, corpus, args.throughput_updates, model) for m in CONFIGS}
