@@ -1,12 +1,13 @@
-# The README's commands. Each target creates .venv and installs what is missing;
-# re-running a target when nothing changed installs nothing.
+# The README's commands. Each target creates .venv and installs what is missing; re-running a
+# target when nothing changed installs nothing. Every target calls the `d2v` command.
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 VPY := $(VENV)/bin/python
+D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text demo-vision demo-audio-events test bench bench-v2 clean-demo espeak debian-data
+.PHONY: venv demo demo-text demo-vision demo-audio-events test test-quick bench bench-v2 clean-demo espeak debian-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
 # sound-theme-freedesktop (recorded sound events)
@@ -14,15 +15,16 @@ DEBIAN_PACKAGES := espeak-ng wordnet-base sound-theme-freedesktop
 
 venv: $(STAMP)
 
+# pins first (torch's CPU build among them), then fairseq without its dependencies (they would
+# pull a CUDA torch), then the package itself with its extras: [hf] export, [dev] tests
 $(STAMP): requirements.txt setup.py
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps ve-fairseq==0.12.3
-	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[hf,dev]'
 	@touch $(STAMP)
 
-# espeak-ng synthesizes the speech demo corpus, wordnet-base holds the text demo's glosses;
-# install them from Debian's packages if we can.
+# install the Debian packages the demos and tests read, if we can
 debian-data:
 	@{ command -v espeak-ng >/dev/null && test -f /usr/share/wordnet/data.noun && test -d /usr/share/sounds/freedesktop/stereo; } || { \
 	  echo "installing $(DEBIAN_PACKAGES) with apt-get"; \
@@ -33,10 +35,23 @@ debian-data:
 espeak: debian-data
 
 demo: $(STAMP) espeak
-	$(VPY) -m d2v_fairseq.demo --work $(WORK)
+	$(D2V) demo speech --work $(WORK)
 
+demo-text: $(STAMP) debian-data
+	$(D2V) demo text --work work/demo-text
+
+demo-vision: $(STAMP)
+	$(D2V) demo vision --work work/demo-vision
+
+demo-audio-events: $(STAMP) debian-data
+	$(D2V) demo audio-events --work work/demo-audio-events
+
+# the whole suite (end-to-end tests included); test-quick leaves out the ones marked slow
 test: $(STAMP) debian-data
 	$(VPY) -m pytest -q tests
+
+test-quick: $(STAMP) debian-data
+	$(VPY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP) debian-data
 	$(VPY) bench/pretrain_speed.py
@@ -49,12 +64,3 @@ bench-v2: $(STAMP) espeak
 
 clean-demo:
 	rm -rf $(WORK)
-
-demo-text: $(STAMP) debian-data
-	$(VPY) -m d2v_fairseq.demo_text --work work/demo-text
-
-demo-vision: $(STAMP)
-	$(VPY) -m d2v_fairseq.demo_vision --work work/demo-vision
-
-demo-audio-events: $(STAMP) debian-data
-	$(VPY) -m d2v_fairseq.demo_audio_events --work work/demo-audio-events

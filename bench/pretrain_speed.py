@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.path.join(REPO, "work", "demo", "corpus"))
     parser.add_argument("--skip-stages", action="store_true")
     args = parser.parse_args()
-    from d2v_fairseq.data.demo_corpus import build_corpus
+    from d2v_fairseq.demos.speech_corpus import build_corpus
 
     build_corpus(args.data)
     with tempfile.TemporaryDirectory() as workdir:

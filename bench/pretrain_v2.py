@@ -29,8 +29,8 @@ from omegaconf import OmegaConf
 
 from _measure import front_end, train_once  # bench/ is the script's directory
 
-from d2v_fairseq.data.demo_corpus import build_corpus
-from d2v_fairseq.demo import decode, demo_decoders, hydra_train, stage, trained_updates
+from d2v_fairseq.demos.speech_corpus import build_corpus
+from d2v_fairseq.demos.common import decode, demo_decoders, hydra_train, stage, trained_updates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -30,7 +30,7 @@ def build_data(data: str) -> None:
     if os.path.isfile(os.path.join(data, "train.bin")):
         return
     from d2v_fairseq.data.text import prepare
-    from d2v_fairseq.data.wordnet import read_glosses
+    from d2v_fairseq.demos.wordnet import read_glosses
 
     os.makedirs(data, exist_ok=True)
     glosses = [g for _, g, _ in read_glosses()]

@@ -1,4 +1,4 @@
-"""``d2v-hydra-train``: fairseq-hydra-train, plus multi-process training on CPU-only machines.
+"""``d2v train``: fairseq-hydra-train, plus multi-process training on CPU-only machines.
 
 THE WORKAROUND, in this one place: under torchrun, fairseq's launcher sets
 ``device_id = rank % torch.cuda.device_count()``, which divides by zero without a GPU, and
@@ -10,7 +10,9 @@ or without torchrun, the command is exactly fairseq-hydra-train.
 
 import os
 import sys
-from typing import List, Mapping
+from typing import List, Mapping, Optional
+
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -32,15 +34,13 @@ def cpu_torchrun_overrides(env: Mapping[str, str] = os.environ) -> List[str]:
     ]
 
 
-def hydra_train() -> None:
-    """Entry point of ``d2v-hydra-train`` (same arguments as fairseq-hydra-train)."""
-    extra = cpu_torchrun_overrides()
-    given = {arg.split("=", 1)[0].lstrip("+") for arg in sys.argv[1:] if "=" in arg}
-    sys.argv += [o for o in extra if o.split("=", 1)[0] not in given]
+def hydra_train(argv: Optional[List[str]] = None) -> None:
+    """``d2v train ARGS``: fairseq-hydra-train with ``argv`` (default: ``sys.argv[1:]``), the
+    package as ``common.user_dir`` unless given, and the torchrun overrides above."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = {arg.split("=", 1)[0].lstrip("+") for arg in argv if "=" in arg}
+    extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides()
+    sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
 
     cli_main()
-
-
-if __name__ == "__main__":
-    hydra_train()

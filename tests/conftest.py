@@ -48,7 +48,7 @@ def demo_corpus(tmp_path_factory):
     """A small synthesized corpus (espeak-ng): 24 train, 8 valid, 8 test utterances."""
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is required by the tests (apt-get install espeak-ng; `make test` does it)")
-    from d2v_fairseq.data.demo_corpus import build_corpus
+    from d2v_fairseq.demos.speech_corpus import build_corpus
 
     return build_corpus(str(tmp_path_factory.mktemp("corpus")), train=24, valid=8, test=8, seed=3)
 
@@ -75,7 +75,7 @@ def text_corpus(tmp_path_factory):
     """WordNet glosses (Debian's wordnet-base) binarized for masked_lm: 1500 train, 200 valid
     lines, a 400-piece BPE vocabulary."""
     from d2v_fairseq.data.text import prepare
-    from d2v_fairseq.data.wordnet import read_glosses
+    from d2v_fairseq.demos.wordnet import read_glosses
 
     root = tmp_path_factory.mktemp("text")
     glosses = [g for _, g, _ in read_glosses()]

@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 
-from d2v_fairseq.data.sound_events import SOUND_DIR, build_corpus
+from d2v_fairseq.demos.sound_events import SOUND_DIR, build_corpus
 
 from .conftest import REPO, VENV_BIN, run_cli
+
+pytestmark = pytest.mark.slow  # end to end: training runs
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(SOUND_DIR), reason="needs Debian's sound-theme-freedesktop")
 
@@ -50,10 +52,11 @@ def test_tagger_finetunes_from_our_checkpoint_and_logs_map(sound_corpus, tmp_pat
     pre = torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)["model"]
     key = "encoder.layers.0.fc1.weight"
     assert (best["model"]["encoder." + key] - pre[key]).abs().max() < 0.02  # started from the student
-    proc = run_cli([os.path.join(VENV_BIN, "python"), "-m", "d2v_fairseq.tag", str(tmp_path / "ft" / "checkpoint_best.pt"),
+    proc = run_cli([os.path.join(VENV_BIN, "d2v"), "evaluate", str(tmp_path / "ft" / "checkpoint_best.pt"),
                     sound_corpus, "--split", "valid", "--top", "3"], cwd=tmp_path)
-    match = re.search(r"valid: 12 clips, (\d+) classes present, mAP ([\d.]+)", proc.stdout)
-    assert match and float(match.group(2)) == pytest.approx(float(max(maps)), abs=0.05)
+    match = re.search(r"on valid \(12 items\): mAP ([\d.]+)", proc.stdout)
+    assert match and float(match.group(1)) == pytest.approx(float(max(maps)), abs=0.05)
+    assert len(re.findall(r"^  +[\d.]+  \S", proc.stdout, re.M)) == 3  # --top 3: the three best classes
 
 
 def test_tagger_finetunes_from_a_reference_written_checkpoint(sound_corpus, tmp_path):

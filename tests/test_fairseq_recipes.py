@@ -10,6 +10,8 @@ import torch
 
 from .conftest import REPO, VENV_BIN, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: training runs
+
 FAIRSEQ_EXAMPLES = os.path.join(os.path.dirname(fairseq.__file__), "examples")
 SPEECH_PRETRAINING = os.path.join(FAIRSEQ_EXAMPLES, "data2vec", "config", "audio", "pretraining")
 CTC_FINETUNING = os.path.join(FAIRSEQ_EXAMPLES, "wav2vec", "config", "finetuning")

@@ -12,10 +12,12 @@ import soundfile as sf
 
 from d2v_fairseq.data.manifest import ManifestError
 from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
-from d2v_fairseq.decoding.transcribe import Transcriber
+from d2v_fairseq.hub import Transcriber
 
 from .conftest import REPO, VENV_BIN, run_cli, setup_task
 from .helpers.fairseq2022 import finetuned_cfg_as_2022, pretrained_cfg_as_2022
+
+pytestmark = pytest.mark.slow  # end to end: training runs
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +81,19 @@ def test_transcribe_one_waveform_and_tune(demo_corpus, finetuned, capsys):
     wave, rate = sf.read(os.path.join(demo_corpus, "wav", "test_0000.wav"), dtype="float32")
     assert rate == 16000
     assert isinstance(asr.transcribe(wave), str)
-    asr.configure(decoder="lexicon_beam", lm_path=str(finetuned / "lm.arpa"), lexicon=str(finetuned / "lexicon.txt"))
+    asr.configure(decoder="lexicon_beam", lm=str(finetuned / "lm.arpa"), lexicon=str(finetuned / "lexicon.txt"))
     text = asr.transcribe(wave)
     lexicon_words = {line.split("\t")[0] for line in open(finetuned / "lexicon.txt")}
     assert set(text.split()) <= lexicon_words  # the lexicon decoder only emits known words
 
 
 def test_tuning_command_reports_the_best_pair(demo_corpus, finetuned):
-    proc = run_cli([sys.executable, "-m", "d2v_fairseq.decoding.transcribe", "tune", f"{finetuned}/ft/checkpoint_best.pt",
-                    str(demo_corpus), "--subset", "valid", "--lm-path", f"{finetuned}/lm.arpa",
+    proc = run_cli([sys.executable, "-m", "d2v_fairseq", "tune-lm", f"{finetuned}/ft/checkpoint_best.pt",
+                    str(demo_corpus), "--subset", "valid", "--lm", f"{finetuned}/lm.arpa",
                     "--lexicon", f"{finetuned}/lexicon.txt", "--beam", "8", "--lm-weights", "0", "1",
                     "--word-scores", "0"])
     assert len(re.findall(r"lm_weight +[\d.]+ +word_score +[-\d.]+ +WER", proc.stdout)) == 2
-    assert re.search(r"best: lm_weight [\d.]+ word_score [-\d.]+: WER [\d.]+ on valid", proc.stdout)
+    assert re.search(r"best: --lm-weight [\d.]+ --word-score [-\d.]+: WER [\d.]+ on valid", proc.stdout)
 
 
 def test_finetuning_rejects_bad_labels(demo_corpus, tmp_path):
@@ -165,7 +167,7 @@ def test_ctc_model_exports_to_transformers_with_the_same_greedy_transcripts(demo
     transformers = pytest.importorskip("transformers")
     import torch
 
-    from d2v_fairseq.export import export
+    from d2v_fairseq.interop import export
 
     checkpoint = str(finetuned / "ft" / "checkpoint_best.pt")
     written, out_dir = export(checkpoint, str(tmp_path / "hf"), data_dir=demo_corpus)

@@ -3,9 +3,12 @@
 import os
 import sys
 
+import pytest
 import torch
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
+
+pytestmark = pytest.mark.slow  # end to end: training runs
 
 CONFIG_DIR = os.path.join(REPO, "examples", "audio", "pretraining")
 # no random crops (fairseq crops with the global numpy RNG, which a resumed run reseeds),

@@ -4,9 +4,12 @@ resumption, then CTC fine-tuning from the 2.0 checkpoint through fairseq's wav2v
 import os
 import re
 
+import pytest
 import torch
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
+
+pytestmark = pytest.mark.slow  # end to end: training runs
 
 # no random crops (see test_pretrain_e2e), the cosine period fixed so it does not depend on max_update
 COMMON = [

@@ -10,6 +10,8 @@ import torch
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: training runs
+
 CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
 
 
@@ -84,8 +86,8 @@ def test_text_models_export_to_transformers(text_corpus, rte_bin, tmp_path):
     transformers' own classes and tokenizer, loaded with from_pretrained, give our features and
     logits on padded sentence pairs."""
     transformers = pytest.importorskip("transformers")
-    from d2v_fairseq.checkpoint import load_pretrained
-    from d2v_fairseq.export import export
+    from d2v_fairseq.hub import load_checkpoint
+    from d2v_fairseq.interop import export
 
     train(tmp_path, text_corpus, tmp_path / "pre", 2)
     finetune(tmp_path, rte_bin, tmp_path / "ft", tmp_path / "pre" / "checkpoint_last.pt",
@@ -99,7 +101,7 @@ def test_text_models_export_to_transformers(text_corpus, rte_bin, tmp_path):
         assert written == hf_class
         tokenizer = transformers.AutoTokenizer.from_pretrained(out_dir)
         hf = getattr(transformers, hf_class).from_pretrained(out_dir).eval()
-        ours, _, task = load_pretrained(str(checkpoint), arg_overrides={"data": str(rte_bin if kind == "ft" else text_corpus)})
+        ours, _, task = load_checkpoint(str(checkpoint), arg_overrides={"data": str(rte_bin if kind == "ft" else text_corpus)})
         ours.eval()
         batch = tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
         # the tokenizer gives the ids fairseq gives: <s> A </s> </s> B </s>, pieces from our BPE

@@ -14,6 +14,8 @@ from d2v_fairseq.data.images import prepare
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: training runs
+
 PRETRAIN_DIR = os.path.join(REPO, "examples", "vision", "pretraining")
 FINETUNE_DIR = os.path.join(REPO, "examples", "vision", "finetuning")
 
@@ -83,9 +85,9 @@ def test_finetuning_logs_top1_top5_and_the_evaluation_command_prints_them(image_
     # started from the pre-trained student: 6 small steps move a weight far less than a new init would
     assert (ft["model"]["encoder.encoder." + key] - pre["encoder." + key]).abs().max() < 0.02
     os.rename(tmp_path / "pre", tmp_path / "pre-moved")
-    proc = run_cli([os.path.join(VENV_BIN, "python"), "-m", "d2v_fairseq.classify",
+    proc = run_cli([os.path.join(VENV_BIN, "d2v"), "evaluate",
                     str(tmp_path / "ft" / "checkpoint_best.pt"), str(image_folder.parent / "img" / "val")], cwd=tmp_path)
-    match = re.search(r"12 images, top-1 ([\d.]+)%, top-5 ([\d.]+)%", proc.stdout)
+    match = re.search(r"\(12 items\): top1 ([\d.]+)  top5 ([\d.]+)", proc.stdout)
     assert match and float(match.group(2)) == 100.0  # 3 classes: the top 5 always hold the label
     # the random-init baseline keeps the architecture, not the weights (another seed, so that
     # its initialization is not the one pre-training started from)
@@ -109,15 +111,15 @@ def perturbed(checkpoint, out):
 
 def test_vision_exports_to_transformers_with_equal_features_and_logits(image_folder, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from d2v_fairseq.checkpoint import load_pretrained
-    from d2v_fairseq.export import export
+    from d2v_fairseq.hub import load_checkpoint
+    from d2v_fairseq.interop import export
 
     pretrain(tmp_path, image_folder, tmp_path / "pre", 2)
     pre = perturbed(tmp_path / "pre" / "checkpoint_last.pt", tmp_path / "pre.pt")
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
     assert export(str(pre), str(tmp_path / "hf_pre"))[0] == "Data2VecVisionModel"
-    ours, _, _ = load_pretrained(str(pre))
+    ours, _, _ = load_checkpoint(str(pre))
     hf = transformers.Data2VecVisionModel.from_pretrained(tmp_path / "hf_pre").eval()
     assert hf.config.layer_norm_eps == 1e-6 and hf.config.use_shared_relative_position_bias
     with torch.no_grad():
@@ -128,7 +130,7 @@ def test_vision_exports_to_transformers_with_equal_features_and_logits(image_fol
              "optimizer.groups.default.lr_scheduler.max_update=3")
     ft = tmp_path / "ft" / "checkpoint_last.pt"
     assert export(str(ft), str(tmp_path / "hf_ft"))[0] == "Data2VecVisionForImageClassification"
-    ours, _, _ = load_pretrained(str(ft))
+    ours, _, _ = load_checkpoint(str(ft))
     hf = transformers.Data2VecVisionForImageClassification.from_pretrained(tmp_path / "hf_ft").eval()
     with torch.no_grad():
         torch.testing.assert_close(hf(pixel_values=images).logits, ours.eval()(images), atol=1e-4, rtol=1e-4)

@@ -7,16 +7,12 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..modules.metrics import top_k_correct
+
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy (B,) of ``logits`` (B, classes) against target distributions (B, classes)."""
     return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(-1)
-
-
-def top_k_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
-    """How many of ``labels`` (B,) are among the ``k`` highest ``logits`` (B, classes)."""
-    k = min(k, logits.size(-1))
-    return int((logits.topk(k, dim=-1).indices == labels.view(-1, 1)).any(-1).sum())
 
 
 @register_criterion("d2v_image_classification", dataclass=FairseqDataclass)  # no options

@@ -4,23 +4,19 @@ precision (mAP) over the whole validation set."""
 from typing import List
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging.meters import Meter
 
-from ..modules.pooling import binary_cross_entropy
+from ..modules.metrics import mean_average_precision
 
 
-def mean_average_precision(predictions: np.ndarray, targets: np.ndarray) -> float:
-    """Macro average precision (B, C) -> scalar, as scikit-learn's ``average_precision_score``
-    computes it, over the classes with at least one positive."""
-    from sklearn.metrics import average_precision_score
-
-    present = targets.sum(0) > 0
-    if not present.any():
-        return float("nan")
-    return float(average_precision_score(targets[:, present], predictions[:, present], average="macro"))
+def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-clip BCE (B,) summed over classes, from logits and (mixed) multi-hot targets (B, C)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").sum(-1)
 
 
 class ConcatMeter(Meter):

@@ -18,14 +18,15 @@ import logging
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .manifest import ManifestError, check_audio
+from ..modules.errors import InputError
+from .manifest import check_audio
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 
 
-class AudioSetError(ValueError):
+class AudioSetError(InputError):
     """A malformed AudioSet CSV or label file; the message names the file and line."""
 
 
@@ -172,29 +173,16 @@ SPLITS = {"balanced_train": "balanced_train_segments.csv", "unbalanced_train": "
           "eval": "eval_segments.csv"}
 
 
-def main() -> None:
-    """Command line: python manifests/audioset.py AUDIOSET_DIR OUT_DIR [--clips DIR] [--splits ...]."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("audioset_dir", help="folder with the official CSVs")
-    parser.add_argument("out_dir")
-    parser.add_argument("--clips", help="folder of the clips (default: AUDIOSET_DIR/SPLIT for each split)")
-    parser.add_argument("--splits", nargs="+", default=["balanced_train", "eval"], choices=list(SPLITS))
-    parser.add_argument("--no-check", action="store_true", help="skip the 16 kHz mono header check")
-    args = parser.parse_args()
-    try:
-        names, index_of = read_class_labels(os.path.join(args.audioset_dir, "class_labels_indices.csv"))
-        os.makedirs(args.out_dir, exist_ok=True)
-        write_classes(args.out_dir, names)
-        for split in args.splits:
-            clip_dir = args.clips or os.path.join(args.audioset_dir, split)
-            result = prepare_split(os.path.join(args.audioset_dir, SPLITS[split]), clip_dir, index_of,
-                                   args.out_dir, split, check=not args.no_check)
-            print(f"{args.out_dir}/{split}.tsv + .lbl: {result['written']} clips ({len(result['missing'])} missing)")
-    except (AudioSetError, ManifestError) as error:
-        raise SystemExit(f"error: {error}")
-
-
-if __name__ == "__main__":
-    main()
+def prepare(audioset_dir: str, out_dir: str, clips: Optional[str] = None,
+            splits: Sequence[str] = ("balanced_train", "eval"), check: bool = True) -> Dict[str, Dict]:
+    """Writes classes.txt and SPLIT.tsv + .lbl for each split (see the module docstring); returns
+    {split: {"written", "missing"}}. ``clips``: the clips' folder (default AUDIOSET_DIR/SPLIT)."""
+    names, index_of = read_class_labels(os.path.join(audioset_dir, "class_labels_indices.csv"))
+    os.makedirs(out_dir, exist_ok=True)
+    write_classes(out_dir, names)
+    results = {}
+    for split in splits:
+        clip_dir = clips or os.path.join(audioset_dir, split)
+        results[split] = prepare_split(os.path.join(audioset_dir, SPLITS[split]), clip_dir, index_of, out_dir, split,
+                                       check=check)
+    return results

@@ -1,20 +1,19 @@
 """A local copy of GLUE (the official TSV layout) -> BPE'd, binarized input for fairseq's
 ``sentence_prediction`` task: ``TASK-bin/input0``, ``input1`` (sentence pairs) and ``label``.
 
-    python manifests/glue.py /data/glue /data/glue-bin --tasks RTE MRPC \
+    d2v prepare glue /data/glue /data/glue-bin --tasks RTE MRPC \
         --sp-model /data/text-bin/sentencepiece.bpe.model --dict /data/text-bin/dict.txt
 
-The BPE model and dictionary are the pre-training ones (``manifests/text.py`` writes them).
+The BPE model and dictionary are the pre-training ones (``d2v prepare text`` writes them).
 Splits: train -> train, dev -> valid (MNLI: dev_matched -> valid, dev_mismatched -> valid1).
 STS-B scores are divided by 5 (a regression target in [0, 1]). A line with the wrong number of
 columns or an unknown label stops the recipe with the file and line named.
 """
 
-import argparse
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .text import TextInputError, binarize, encode_file
 
@@ -110,20 +109,3 @@ def prepare_task(glue_dir: str, out_dir: str, name: str, sp_model: str, dictiona
                 for ext in ("bin", "idx"):
                     os.replace(os.path.join(extra, f"train.{ext}"), os.path.join(target, f"valid1.{ext}"))
     return dest
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("glue_dir", help="GLUE's folders: CoLA/, SST-2/, MRPC/, ...")
-    parser.add_argument("out_dir")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--sp-model", required=True, help="the pre-training sentencepiece model")
-    parser.add_argument("--dict", required=True, help="the pre-training dict.txt")
-    args = parser.parse_args(argv)
-    for name in args.tasks:
-        print(prepare_task(args.glue_dir, args.out_dir, name, args.sp_model, args.dict), flush=True)
-
-
-if __name__ == "__main__":
-    main()

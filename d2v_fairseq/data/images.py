@@ -4,7 +4,7 @@ Layout: ``ROOT/SPLIT/CLASS/*`` (e.g. ``train/n01440764/x.JPEG``). A manifest per
 written once (``SPLIT.tsv``: the split's folder on the first line, then ``relative path, class,
 width, height``), plus ``classes.txt`` (one class per line, its index is the label):
 
-    python -m d2v_fairseq.data.images ROOT OUT_DIR [--splits train val] [--verify]
+    d2v prepare images ROOT OUT_DIR [--splits train val] [--verify]
 
 Decoding is Pillow's; grayscale, palette, CMYK and alpha images are converted to RGB. Every
 file in a class folder must be an image (a stray file is an error naming it, never skipped);
@@ -18,7 +18,6 @@ batch's tensor in plain torch; mixup/cutmix with label smoothing for fine-tuning
 come from (seed, epoch, sample ids), so runs repeat and resume exactly.
 """
 
-import argparse
 import math
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -27,13 +26,15 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
-from .classes import read_classes  # noqa: F401  (classify.py and the tasks read it from here)
+from ..modules.errors import InputError
+from ..modules.seeding import seeded_rng
+from .classes import read_classes  # noqa: F401  (the evaluation and the tasks read it from here)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageDataError(ValueError):
+class ImageDataError(InputError):
     """A bad image folder, manifest or image file; the message names the file (and line)."""
 
 
@@ -117,7 +118,7 @@ def write_manifest(path: str, root: str, entries: Sequence[ImageEntry]) -> None:
 def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, List[ImageEntry]]:
     """(root, entries) of a manifest; ImageDataError names the file and line of a bad entry."""
     if not os.path.isfile(path):
-        raise ImageDataError(f"{path}: no such manifest (write it with python -m d2v_fairseq.data.images)")
+        raise ImageDataError(f"{path}: no such manifest (write it with d2v prepare images)")
     with open(path, encoding="utf-8") as f:
         root = f.readline().rstrip("\n")
         entries = []
@@ -298,7 +299,7 @@ class ImageFolderDataset(FairseqDataset):
 
     def _rng(self, stream: int, ids: Sequence[int]) -> np.random.Generator:
         """A generator of (seed, epoch, stream: 0 crop, 1 flip/jitter, 2 mixup, sample ids)."""
-        return np.random.default_rng([int(self.seed), int(self.epoch), stream, *[int(i) for i in ids]])
+        return seeded_rng(self.seed, self.epoch, stream, *ids)
 
     def __getitem__(self, index: int) -> Dict:
         from PIL import Image
@@ -345,23 +346,3 @@ class ImageFolderDataset(FairseqDataset):
                 targets = one_hot(labels, self.num_classes, self.label_smoothing if self.train else 0.0)
             batch["target"] = targets
         return batch
-
-
-def main() -> None:
-    """Writes the manifests of an image folder (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="folder with SPLIT/CLASS/IMAGE")
-    parser.add_argument("out_dir", help="where SPLIT.tsv and classes.txt go")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"])
-    parser.add_argument("--verify", action="store_true", help="decode every image now (slow; default: headers)")
-    args = parser.parse_args()
-    try:
-        counts = prepare(args.root, args.out_dir, args.splits, args.verify)
-    except ImageDataError as error:
-        raise SystemExit(f"error: {error}")
-    for split, n in counts.items():
-        print(f"{args.out_dir}/{split}.tsv: {n} images")
-
-
-if __name__ == "__main__":
-    main()

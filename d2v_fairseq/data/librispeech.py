@@ -1,6 +1,6 @@
 """LibriSpeech from a local copy -> fairseq wav2vec manifests and letter labels.
 
-    python -m d2v_fairseq.data.librispeech /data/LibriSpeech OUT_DIR \
+    d2v prepare librispeech /data/LibriSpeech OUT_DIR \
         [--subsets train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other]
 
 For each subset directory found under the LibriSpeech root, writes OUT_DIR/SUBSET.tsv,
@@ -10,7 +10,6 @@ pre-training on all of 960h, also writes train.tsv (all train-* subsets) and val
 transcript line without audio stops with the file and line named.
 """
 
-import argparse
 import logging
 import os
 from typing import Dict, List, Tuple
@@ -51,29 +50,21 @@ def subset_items(root: str, subset: str) -> List[Tuple[str, int, str]]:
     return items
 
 
-def main() -> None:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="the LibriSpeech directory (holding train-clean-100/ ...)")
-    parser.add_argument("out_dir")
-    parser.add_argument("--subsets", nargs="+", default=list(SUBSETS))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(message)s")
+def prepare(root: str, out_dir: str, subsets=SUBSETS) -> Dict[str, int]:
+    """Writes the manifests and labels of each subset found under ``root`` (see the module
+    docstring); returns {subset: utterances}. A subset that is missing is logged and skipped."""
     found: Dict[str, List[Tuple[str, int, str]]] = {}
-    for subset in args.subsets:
-        if not os.path.isdir(os.path.join(args.root, subset)):
-            logger.warning(f"{subset}: not found under {args.root}, skipped")
+    for subset in subsets:
+        if not os.path.isdir(os.path.join(root, subset)):
+            logger.warning(f"{subset}: not found under {root}, skipped")
             continue
-        found[subset] = subset_items(args.root, subset)
-        write_split(args.out_dir, subset, args.root, found[subset])
+        found[subset] = subset_items(root, subset)
+        write_split(out_dir, subset, root, found[subset])
         logger.info(f"{subset}: {len(found[subset])} utterances")
     train = [item for name, items in found.items() if name.startswith("train") for item in items]
     if train:
-        write_split(args.out_dir, "train", args.root, train)
-        write_letter_dict(args.out_dir, (text for _, _, text in train))
+        write_split(out_dir, "train", root, train)
+        write_letter_dict(out_dir, (text for _, _, text in train))
     if "dev-other" in found:
-        write_split(args.out_dir, "valid", args.root, found["dev-other"])
-
-
-if __name__ == "__main__":
-    main()
+        write_split(out_dir, "valid", root, found["dev-other"])
+    return {name: len(items) for name, items in found.items()}

@@ -12,10 +12,12 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
+from ..modules.errors import InputError
+
 SAMPLE_RATE = 16000
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A bad manifest or label line; the message starts with ``file:line:``."""
 
 

@@ -1,24 +1,25 @@
 """Raw text -> sentencepiece BPE -> fairseq's binarized ``masked_lm`` input (``dict.txt``,
 ``train.bin/.idx``, ``valid.bin/.idx``), the data of ``data2vec_text`` pre-training.
 
-    python manifests/text.py --train corpus.txt --valid valid.txt --out data-bin/mytext [--vocab-size 50000]
+    d2v prepare text data-bin/mytext --train corpus.txt --valid valid.txt [--vocab-size 50000]
 
 Input files are UTF-8, one sentence or paragraph per line; a blank line ends a document
 (fairseq's ``sample_break_mode: complete_doc``). A file that is empty, or has a line that is
 not UTF-8, stops the recipe with the file and line named.
 """
 
-import argparse
 import logging
 import os
 import subprocess
 import sys
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
+
+from ..modules.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
-class TextInputError(ValueError):
+class TextInputError(InputError):
     """Bad text input; the message names the file (and line)."""
 
 
@@ -91,20 +92,3 @@ def prepare(train: str, valid: str, out: str, vocab_size: int = 50000, sp_model:
         logger.info(f"{path}: {count} lines encoded")
     binarize(out, os.path.join(out, "train.bpe"), os.path.join(out, "valid.bpe"))
     return out
-
-
-def main(argv: Optional[Iterable[str]] = None) -> None:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", required=True, help="UTF-8 text, one sentence or paragraph per line")
-    parser.add_argument("--valid", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--vocab-size", type=int, default=50000)
-    parser.add_argument("--sp-model", help="an existing sentencepiece model to encode with")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(prepare(args.train, args.valid, args.out, args.vocab_size, args.sp_model))
-
-
-if __name__ == "__main__":
-    main()

@@ -17,8 +17,10 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..modules.errors import InputError
 
-class DecodingInputError(ValueError):
+
+class DecodingInputError(InputError):
     """A bad LM, lexicon or dictionary file; the message names the file (and line)."""
 
 

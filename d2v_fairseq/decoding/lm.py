@@ -1,7 +1,7 @@
 """A word n-gram language model with interpolated modified Kneser-Ney smoothing, written as
 ARPA (what KenLM and flashlight-text load), and the lexicon for lexicon-constrained decoding.
 
-    python -m d2v_fairseq.decoding.lm TEXT OUT_DIR [--order 3]
+    d2v prepare lm TEXT OUT_DIR [--order 3]
 
 writes OUT_DIR/lm.arpa and OUT_DIR/lexicon.txt. No maintained PyPI package estimates an ARPA
 model (KenLM's ``lmplz`` is a C++ binary not shipped on PyPI), so this is a small estimator
@@ -10,11 +10,12 @@ lower orders, three discounts per order from the counts of counts, interpolation
 uniform distribution over the vocabulary.
 """
 
-import argparse
 import math
 import os
 from collections import defaultdict
 from typing import Dict, Iterable, List, Sequence, Tuple
+
+from ..modules.errors import InputError
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 # used when an order's counts of counts are too few to estimate a discount (tiny corpora)
@@ -25,15 +26,17 @@ Gram = Tuple[str, ...]
 
 def read_sentences(path: str) -> List[List[str]]:
     """Whitespace-tokenized, upper-cased lines of ``path``; an empty line is an error."""
+    if not os.path.isfile(path):
+        raise InputError("no such text file", path=path)
     sentences = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             words = line.upper().split()
             if not words:
-                raise ValueError(f"{path}:{lineno}: empty line in the LM text")
+                raise InputError("empty line in the LM text", path=path, line=lineno)
             sentences.append(words)
     if not sentences:
-        raise ValueError(f"{path}: no text")
+        raise InputError("no text", path=path)
     return sentences
 
 
@@ -153,19 +156,12 @@ def write_lexicon(words: Iterable[str], path: str) -> None:
             f.write(f"{word}\t{' '.join(word)} |\n")
 
 
-def main() -> None:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("text", help="one sentence per line")
-    parser.add_argument("out_dir")
-    parser.add_argument("--order", type=int, default=3)
-    args = parser.parse_args()
-    sentences = read_sentences(args.text)
-    os.makedirs(args.out_dir, exist_ok=True)
-    KneserNeyLM(sentences, args.order).write_arpa(os.path.join(args.out_dir, "lm.arpa"))
-    write_lexicon((w for s in sentences for w in s), os.path.join(args.out_dir, "lexicon.txt"))
-    print(f"wrote {args.out_dir}/lm.arpa ({args.order}-gram) and {args.out_dir}/lexicon.txt")
-
-
-if __name__ == "__main__":
-    main()
+def build_lm(text: str, out_dir: str, order: int = 3) -> Tuple[str, str]:
+    """OUT_DIR/lm.arpa (an ``order``-gram, modified Kneser-Ney) and OUT_DIR/lexicon.txt from a
+    text file of one sentence per line; returns their paths."""
+    sentences = read_sentences(text)
+    os.makedirs(out_dir, exist_ok=True)
+    arpa, lexicon = os.path.join(out_dir, "lm.arpa"), os.path.join(out_dir, "lexicon.txt")
+    KneserNeyLM(sentences, order).write_arpa(arpa)
+    write_lexicon((w for s in sentences for w in s), lexicon)
+    return arpa, lexicon

@@ -13,16 +13,18 @@ training, waveforms are mixed in pairs (source mixup: weight r ~ U[0.5, 1]) and,
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import torch
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import BaseFairseqModel, register_model
-from omegaconf import II, open_dict
+from omegaconf import open_dict
 from torch import nn
 
-from ..checkpoint import pretrained_for_finetuning
-from ..modules.pooling import POOLING, mix_sources, pool_frames
+from .pretrained import PretrainedEncoderConfig, pretrained_for_finetuning
+from ..modules.mixup import mix_sources
+from ..modules.pooling import POOLING, pool_frames
+from ..modules.seeding import seeded_generator
 from .data2vec2_audio import Data2Vec2AudioModel
 from .data2vec_audio import Data2VecAudioModel
 
@@ -37,15 +39,10 @@ FINETUNING_FIELDS = ("mask_prob", "mask_length", "mask_channel_prob", "mask_chan
 
 
 @dataclass
-class AudioClassificationConfig(FairseqDataclass):
-    model_path: str = field(default="???", metadata={"help": "the pre-trained data2vec_audio or data2vec2_audio checkpoint"})
-    no_pretrained_weights: bool = field(
-        default=False, metadata={"help": "take only the architecture from model_path (random init baseline)"}
-    )
-    pretrained_args: Optional[Any] = field(
-        default=None, metadata={"help": "the pre-trained model's config, filled in at build"}
-    )
-    num_classes: int = field(default=0, metadata={"help": "classes (0: the task's)"})
+class AudioClassificationConfig(PretrainedEncoderConfig):
+    """Fine-tuning a pre-trained ``data2vec_audio`` or ``data2vec2_audio`` to tag clips (the
+    release's AudioSet values)."""
+
     apply_mask: bool = field(default=True, metadata={"help": "mask features in fine-tuning"})
     mask_prob: float = field(default=0.6, metadata={"help": "span mask probability in fine-tuning"})
     mask_length: int = field(default=5, metadata={"help": "span length in fine-tuning"})
@@ -62,8 +59,6 @@ class AudioClassificationConfig(FairseqDataclass):
     prediction_mode: ChoiceEnum(list(POOLING)) = field(  # type: ignore[valid-type]
         default="lin_softmax", metadata={"help": "frame pooling: lin_softmax, mean or max"}
     )
-    # the mixup draws come from (seed, update), so runs repeat and resume exactly
-    seed: int = II("common.seed")
 
 
 @register_model("data2vec_audio_classification", dataclass=AudioClassificationConfig)
@@ -108,7 +103,7 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
         """Waveforms (B, S) -> {"logits": (B, classes), "target": the (mixed) targets (B, classes)}."""
         cfg = self.cfg
         if self.training and cfg.source_mixup >= 0:
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.num_updates)
+            generator = seeded_generator(cfg.seed, self.num_updates, "mixup")
             if target is None:
                 target = source.new_zeros(source.size(0), cfg.num_classes)
             source, mixed_target, _, _ = mix_sources(source, target, cfg.source_mixup, generator)

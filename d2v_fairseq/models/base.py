@@ -10,6 +10,10 @@ A modality subclass provides four stages:
 * ``encode_teacher(features, padding_mask, blocks)``: the teacher's per-block features,
   a list of (B, T, C), computed with the EMA copy ``blocks`` of ``teacher_scope()``.
 
+A pre-training step is ``embed`` -> ``make_targets`` (teacher) -> ``predict_masked`` (``mask``,
+``encode_student``, the regression head) -> ``regress`` (loss and statistics); a training
+recipe that encodes the student differently (data2vec 2.0) overrides ``predict_masked`` only.
+
 The core adds the EMA teacher, target building, the regression head (``final_proj``, a
 Linear, unless the modality keeps its own: override ``regression_head``) and checkpointing.
 """
@@ -148,14 +152,20 @@ class Data2VecModel(BaseFairseqModel):
             x, mask_indices = self.mask(features, padding_mask, sample_ids, **inputs) if mask else (features, None)
             x = self.encode_student(x, padding_mask, layer=layer)
             return {"x": x, "padding_mask": padding_mask, "layer_results": [], "mask_indices": mask_indices}
-        head = self.regression_head()
-        if head is None:
+        if self.regression_head() is None:
             raise RuntimeError("pre-training modules were removed; call with features_only=True")
+        targets = self.make_targets(features, padding_mask)  # (B, T, C), from the unmasked input
+        pred, target, mask_indices = self.predict_masked(features, padding_mask, targets, sample_ids, **inputs)
+        return self.regress(pred, target, mask_indices)
+
+    def predict_masked(self, features, padding_mask, targets, sample_ids=None, **inputs):
+        """The student's stage of a pre-training step: masks ``features`` (B, T, C), encodes the
+        masked view, predicts at the masked steps. Returns (predictions (N, C), their targets
+        (N, C) taken from ``targets`` (B, T, C), the mask (B, T)); data2vec 2.0 overrides it to
+        encode several masked copies per teacher pass."""
         x, mask_indices = self.mask(features, padding_mask, sample_ids, **inputs)
         x = self.encode_student(x, padding_mask)
-        target = self.make_targets(features, padding_mask)[mask_indices]  # (N, C): masked steps only
-        pred = head(x[mask_indices])
-        return self.regress(pred, target, mask_indices)
+        return self.regression_head()(x[mask_indices]), targets[mask_indices], mask_indices  # masked steps only
 
     def regress(self, pred: torch.Tensor, target: torch.Tensor, mask_indices: torch.Tensor) -> Dict:
         """The loss and its statistics for predictions and targets (N, C); see ``forward``."""

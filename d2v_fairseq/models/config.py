@@ -81,6 +81,13 @@ class Data2VecSharedConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
+def shared_default(name: str, default):
+    """A field of ``Data2VecSharedConfig`` with a modality's own default; its help text stays the
+    one declared above (``average_top_k_layers: int = shared_default("average_top_k_layers", 10)``)."""
+    declared = Data2VecSharedConfig.__dataclass_fields__[name]
+    return field(default=default, metadata=dict(declared.metadata))
+
+
 def target_layer_norm(cfg: Data2VecSharedConfig) -> str:
     """The per-block target normalization named by the config's booleans."""
     chosen = [

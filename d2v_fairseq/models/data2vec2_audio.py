@@ -18,7 +18,7 @@ with masked frames zeroed rather than replaced by an embedding.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from fairseq.models import register_model
@@ -27,6 +27,7 @@ from torch import nn
 from ..modules.alibi import AlibiBias
 from ..modules.conv_decoder import ConvDecoder1d
 from ..modules.masking import exact_span_mask
+from .config import shared_default
 from .data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
 
 
@@ -53,15 +54,10 @@ class Data2Vec2AudioConfig(Data2VecAudioConfig):
     alibi_scale_init: float = field(default=1.0, metadata={"help": "initial per-head ALiBi scale"})
     learned_alibi_scale: bool = field(default=True, metadata={"help": "learn the per-head ALiBi scale"})
     # 2.0 release values that differ from v1's
-    average_top_k_layers: int = field(default=8, metadata={"help": "K: number of top blocks averaged"})
-    ema_end_decay: float = field(default=0.99999, metadata={"help": "tau_e: final EMA decay"})
-    ema_anneal_end_step: int = field(
-        default=75000, metadata={"help": "tau_n: updates over which tau rises from tau0 to tau_e"}
-    )
-    ema_layers_only: bool = field(
-        default=False,
-        metadata={"help": "false: the teacher keeps its own EMA positional conv (the 2.0 release)"},
-    )
+    ema_end_decay: float = shared_default("ema_end_decay", 0.99999)
+    ema_anneal_end_step: int = shared_default("ema_anneal_end_step", 75000)
+    # false: the teacher keeps its own EMA positional conv (the 2.0 release)
+    ema_layers_only: bool = shared_default("ema_layers_only", False)
     conv_pos_groups: int = field(default=16, metadata={"help": "groups of the positional conv"})
 
 
@@ -113,33 +109,21 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
         full[~mask] = kept.reshape(-1, kept.size(-1))  # row-major: each row's kept frames, in order
         return self.decoder(full)
 
-    def forward(
-        self,
-        source: torch.Tensor,
-        padding_mask: Optional[torch.Tensor] = None,
-        mask: bool = True,
-        features_only: bool = False,
-        layer: Optional[int] = None,
-        sample_ids: Optional[Sequence[int]] = None,
-        **inputs,
-    ) -> Dict[str, torch.Tensor]:
-        """Pre-training step (see the module docstring); returns what v1's ``forward`` returns,
-        with ``mask_indices`` (B * clone_batch, T) and one prediction per masked frame of every copy.
-        ``features_only`` (fine-tuning, feature extraction) runs v1's full-sequence path."""
-        if features_only or self.decoder is None:
-            return super().forward(source, padding_mask, mask, features_only, layer, sample_ids, **inputs)
-        features, frame_padding = self.embed(source, padding_mask)  # (B, T, C)
-        if frame_padding is not None:
+    def predict_masked(self, features, padding_mask, targets, sample_ids=None, **unused):
+        """2.0's student stage: ``clone_batch`` masked copies of ``features`` (B, T, C), only their
+        kept frames encoded, the decoder predicting every frame. Returns (predictions (N, C) at
+        the masked frames of every copy, their targets (N, C) from ``targets`` (B, T, C), the masks
+        (B * clone_batch, T)). ``features_only`` (fine-tuning, features) runs v1's full-sequence path."""
+        if padding_mask is not None:
             raise ValueError(
                 "data2vec2_audio pre-training needs unpadded batches (each copy keeps the same number of "
                 "frames): leave task.enable_padding=false so that fairseq crops a batch to its shortest clip"
             )
         B, T, _ = features.shape
-        targets = self.make_targets(features, None)  # (B, T, C): one teacher pass per original sample
         masks = self.clone_masks(B, T, sample_ids, features.device)  # (B * R, T)
-        x = features.repeat_interleave(self.cfg.clone_batch, 0)  # (B * R, T, C), copies of a sample adjacent
+        x = self.dropout_input(features).repeat_interleave(self.cfg.clone_batch, 0)  # (B * R, T, C), copies adjacent
         x = x.masked_fill(masks.unsqueeze(-1), 0.0)
         kept = self.encode_student(x, None, keep=~masks)  # (B * R, T - masked, C)
         pred = self.decode(kept, masks)[masks]  # (N, C): masked frames only
         target = targets.repeat_interleave(self.cfg.clone_batch, 0)[masks]
-        return self.regress(pred, target, masks)
+        return pred, target, masks

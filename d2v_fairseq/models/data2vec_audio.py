@@ -26,7 +26,7 @@ from ..modules.conv_frontend import conv_features
 from ..modules.masking import channel_mask, span_mask
 from ..modules.transformer import pad_time, run_blocks, zero_padding
 from .base import Data2VecModel
-from .config import Data2VecSharedConfig
+from .config import Data2VecSharedConfig, shared_default
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,7 @@ class Data2VecAudioConfig(Wav2Vec2Config, Data2VecSharedConfig):
     encoder_layerdrop: float = field(default=0.05, metadata={"help": "probability of dropping a block"})
     conv_pos: int = field(default=95, metadata={"help": "kernel size of the positional conv"})
     pos_conv_depth: int = field(default=5, metadata={"help": "number of positional conv layers"})
-    instance_norm_target_layer: bool = field(
-        default=True, metadata={"help": "instance-normalize each target block output (speech)"}
-    )
-    average_top_k_layers: int = field(default=8, metadata={"help": "K: number of top blocks averaged"})
-
+    instance_norm_target_layer: bool = shared_default("instance_norm_target_layer", True)
 
 def parse_conv_layers(spec: str) -> List[Tuple[int, int, int]]:
     """'[(512, 10, 5)] + [(512, 3, 2)] * 4' -> [(dim, kernel, stride), ...] without eval()."""

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..modules.transformer import run_blocks, zero_padding
 from .base import Data2VecModel
-from .config import Data2VecSharedConfig
+from .config import Data2VecSharedConfig, shared_default
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +71,12 @@ class Data2VecTextConfig(Data2VecSharedConfig):
         metadata={"help": "what a classification head reads: cls (the <s> output, RoBERTa's) or "
                   "mean (the mean of the non-padding outputs)"},
     )
-    average_top_k_layers: int = field(default=10, metadata={"help": "K: number of top blocks averaged"})
-    layer_norm_target_layer: bool = field(
-        default=True, metadata={"help": "layer-normalize each target block output (text)"}
-    )
-    loss_beta: float = field(default=4.0, metadata={"help": "Smooth L1 beta; 0 gives the squared error (L2)"})
-    loss_scale: Optional[float] = field(
-        default=1.0, metadata={"help": "scale of the loss (1 as released); None: 1/sqrt(embedding dim)"}
-    )
-    ema_anneal_end_step: int = field(
-        default=300000, metadata={"help": "tau_n: updates over which tau rises from tau0 to tau_e"}
-    )
+    # the release's text values for the shared fields
+    average_top_k_layers: int = shared_default("average_top_k_layers", 10)
+    layer_norm_target_layer: bool = shared_default("layer_norm_target_layer", True)
+    loss_beta: float = shared_default("loss_beta", 4.0)
+    loss_scale: Optional[float] = shared_default("loss_scale", 1.0)
+    ema_anneal_end_step: int = shared_default("ema_anneal_end_step", 300000)
     ema_transformer_layers_only: bool = field(
         default=True,
         metadata={"help": "the teacher averages only the blocks; embeddings are shared (only True is supported)"},
@@ -238,20 +233,18 @@ class Data2VecTextModel(Data2VecModel):
         return x, extra
 
     def extract_features(self, src_tokens: torch.Tensor, return_all_hiddens: bool = False, **unused):
-        """Student features of unmasked tokens (B, T) -> ((B, T, C), {"inner_states": [(T, B, C)]})."""
+        """Student features of unmasked tokens (B, T) -> ((B, T, C), {"inner_states": [(T, B, C)]}):
+        with ``return_all_hiddens``, the blocks' input then every block's output (RoBERTa's list)."""
         features, padding = self.embed(src_tokens, None)
         x = self.body.dropout_module(features)
-        x = zero_padding(x, padding).transpose(0, 1)
-        states = [x]
-        for block in self.body.layers:
-            if self.training and self.body.encoder_layerdrop > 0 and torch.rand(()) < self.body.encoder_layerdrop:
-                continue
-            x = block(x, padding)
-            if return_all_hiddens:
-                states.append(x)
+        layerdrop = self.body.encoder_layerdrop if self.training else 0.0
+        out, blocks = self._blocks(x, padding, self.body.layers, None, layerdrop=layerdrop,
+                                   capture="block" if return_all_hiddens else None)
         if self.body.layer_norm is not None:
-            x = self.body.layer_norm(x)
-        return x.transpose(0, 1), {"inner_states": states if return_all_hiddens else [x]}
+            out = self.body.layer_norm(out)
+        if not return_all_hiddens:
+            return out, {"inner_states": [out.transpose(0, 1)]}
+        return out, {"inner_states": [zero_padding(x, padding).transpose(0, 1), *blocks]}
 
     def max_positions(self):
         return self.body.max_source_positions
@@ -280,7 +273,7 @@ class Data2VecTextModel(Data2VecModel):
             raise ValueError(
                 f"the checkpoint's vocabulary has {saved.size(0)} entries, this task's dictionary "
                 f"{len(self.dictionary)} (its dict.txt plus fairseq's special symbols and <mask>): "
-                "the data must be binarized with the pre-training dict.txt (manifests/glue.py --dict)"
+                "the data must be binarized with the pre-training dict.txt (d2v prepare glue --dict)"
             )
         if len(self.classification_heads) == 0:
             return

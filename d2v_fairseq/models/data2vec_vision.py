@@ -12,20 +12,19 @@ image, unmasked; patch embedding and CLS token are shared.
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
-from omegaconf import II, open_dict
+from omegaconf import open_dict
 from torch import nn
 
 from ..modules.masking import block_mask
 from ..modules.vit import LAYER_NORM_EPS, PatchEmbed, VisionTransformer
-from ..checkpoint import pretrained_for_finetuning
+from .pretrained import PretrainedEncoderConfig, pretrained_for_finetuning
 from .base import Data2VecModel
-from .config import TARGET_FEATURE_CHOICES, Data2VecSharedConfig
+from .config import TARGET_FEATURE_CHOICES, Data2VecSharedConfig, shared_default
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +52,13 @@ class Data2VecVisionConfig(Data2VecSharedConfig):
     min_mask_patches_per_block: int = field(default=16, metadata={"help": "smallest mask block, in patches"})
     mask_min_aspect: float = field(default=0.3, metadata={"help": "mask blocks' aspect ratio lies in [r, 1/r]"})
     # the paper's vision values for the shared fields
-    average_top_k_layers: int = field(default=6, metadata={"help": "K: number of top blocks averaged"})
-    target_feature: TARGET_FEATURE_CHOICES = field(  # type: ignore[valid-type]
-        default="block", metadata={"help": "targets: each block's output (residual stream)"})
-    layer_norm_target_layer: bool = field(default=True, metadata={"help": "layer-normalize each target block"})
-    layer_norm_targets: bool = field(default=True, metadata={"help": "layer-normalize the averaged target"})
-    loss_beta: float = field(default=2.0, metadata={"help": "Smooth L1 beta"})
-    ema_decay: float = field(default=0.9998, metadata={"help": "tau (constant for vision)"})
-    ema_end_decay: float = field(default=0.9998, metadata={"help": "tau at the end (= ema_decay)"})
-
+    average_top_k_layers: int = shared_default("average_top_k_layers", 6)
+    target_feature: TARGET_FEATURE_CHOICES = shared_default("target_feature", "block")  # type: ignore[valid-type]
+    layer_norm_target_layer: bool = shared_default("layer_norm_target_layer", True)
+    layer_norm_targets: bool = shared_default("layer_norm_targets", True)
+    loss_beta: float = shared_default("loss_beta", 2.0)
+    ema_decay: float = shared_default("ema_decay", 0.9998)  # constant: tau_e = tau0
+    ema_end_decay: float = shared_default("ema_end_decay", 0.9998)
 
 def masked_count(cfg: Data2VecVisionConfig) -> int:
     """Patches masked per image: num_mask_patches, or round(mask_prob * patches) when it is 0."""
@@ -139,19 +136,9 @@ class Data2VecVisionModel(Data2VecModel):
 
 
 @dataclass
-class ImageClassificationConfig(FairseqDataclass):
+class ImageClassificationConfig(PretrainedEncoderConfig):
     """Fine-tuning a pre-trained ``data2vec_vision`` for classification (release values, Base)."""
 
-    model_path: str = field(default="???", metadata={"help": "the pre-trained data2vec_vision checkpoint"})
-    no_pretrained_weights: bool = field(
-        default=False, metadata={"help": "take only the architecture from model_path (random init baseline)"}
-    )
-    num_classes: int = field(default=0, metadata={"help": "classes (0: the task's)"})
-    # written into the pre-trained config (fine-tuning draws no image masks; kept like the audio tagger's)
-    seed: int = II("common.seed")
-    pretrained_args: Optional[Any] = field(
-        default=None, metadata={"help": "the pre-trained model's config, filled in at build (like w2v_args)"}
-    )
     drop_path: float = field(default=0.2, metadata={"help": "stochastic depth in fine-tuning (Large: 0.25)"})
     layer_decay: float = field(default=0.65, metadata={"help": "layer-wise lr decay: block i gets decay^(L+1-i)"})
     head_init_scale: float = field(default=0.001, metadata={"help": "scale of the head's initial weights"})

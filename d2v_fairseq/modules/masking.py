@@ -12,15 +12,18 @@ import numpy as np
 import torch
 from fairseq.data.data_utils import compute_mask_indices
 
+from .seeding import seeded_rng
 
-def _seeding(seed: int, num_updates: int, sample_ids: Optional[Sequence[int]], batch: int, salt: int) -> dict:
-    """compute_mask_indices' own seeding arguments; without sample ids, the batch position
-    stands in for the id. ``salt`` separates the time and channel masks."""
+
+def _seeding(seed: int, num_updates: int, sample_ids: Optional[Sequence[int]], batch: int) -> dict:
+    """compute_mask_indices' own seeding arguments (fairseq derives each row's generator from
+    them itself); without sample ids, the batch position stands in for the id."""
     if sample_ids is None:
         ids = torch.arange(batch)
     else:
         ids = torch.as_tensor([int(i) for i in sample_ids])
-    return {"seed": int(seed) * 2 + salt, "epoch": int(num_updates), "indices": ids}
+    # seed * 2: the value earlier versions passed (kept, so that span masks stay as they were)
+    return {"seed": int(seed) * 2, "epoch": int(num_updates), "indices": ids}
 
 
 def span_mask(
@@ -56,7 +59,7 @@ def span_mask(
         min_space=min_space,
         require_same_masks=require_same_masks,
         mask_dropout=mask_dropout,
-        **_seeding(seed, num_updates, sample_ids, shape[0], salt=0),
+        **_seeding(seed, num_updates, sample_ids, shape[0]),
     )
     return torch.from_numpy(np.asarray(mask)).to(device)
 
@@ -78,11 +81,11 @@ def channel_mask(
     Written here rather than through ``compute_mask_indices``, which raises ("this should
     never happens") whenever a row draws zero spans, as narrow models with small
     ``mask_channel_prob`` do."""
-    seeding = _seeding(seed, num_updates, sample_ids, batch, salt=1)
+    ids = range(batch) if sample_ids is None else [int(i) for i in sample_ids]
     mask = np.zeros((batch, channels), dtype=bool)
     length = min(mask_length, channels)
-    for row, sample_id in enumerate(seeding["indices"].tolist()):
-        rng = np.random.default_rng(int(hash((seeding["seed"], seeding["epoch"], sample_id)) % 1e6))
+    for row, sample_id in enumerate(ids):
+        rng = seeded_rng(seed, num_updates, sample_id, "channel")
         count = int(mask_prob * channels / float(mask_length) + rng.random())
         for start in rng.integers(0, channels - length + 1, size=count):
             mask[row, start: start + length] = True
@@ -149,7 +152,7 @@ def block_mask(
     count = num_masked if num_masked > 0 else int(round(mask_prob * grid[0] * grid[1]))
     ids = range(batch) if sample_ids is None else [int(i) for i in sample_ids]
     masks = [
-        block_mask_rects(grid, count, np.random.default_rng([int(seed), int(num_updates), i]), min_block, min_aspect)[0]
+        block_mask_rects(grid, count, seeded_rng(seed, num_updates, i), min_block, min_aspect)[0]
         for i in ids
     ]
     return torch.from_numpy(np.stack(masks).reshape(batch, -1)).to(device)
@@ -183,7 +186,7 @@ def exact_span_mask(
     half = span // 2
     masks = np.zeros((rows * copies, length), dtype=bool)
     for row, (sample_id, copy) in enumerate((i, c) for i in ids for c in range(copies)):
-        rng = np.random.default_rng([int(seed), int(num_updates), sample_id, copy, 2])
+        rng = seeded_rng(seed, num_updates, sample_id, copy, 2)
         rank = rng.permutation(length)  # rank[c]: when the span centred on frame c is added
         # frame f is first covered by the earliest span whose centre lies within +-half of f
         padded = np.concatenate([np.full(half, length), rank, np.full(span - 1 - half, length)])

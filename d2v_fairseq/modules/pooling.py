@@ -1,10 +1,8 @@
-"""Clip-level predictions from frame-level logits, and mixup of waveforms with their labels
-(audio tagging, AudioSet-style)."""
+"""Clip-level predictions from frame-level logits (audio tagging, AudioSet-style)."""
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 POOLING = ("lin_softmax", "mean", "max")
 
@@ -33,19 +31,3 @@ def pool_frames(logits: torch.Tensor, padding_mask: Optional[torch.Tensor], how:
             logits = logits.masked_fill(~keep, float("-inf"))
         return logits.max(1).values
     raise ValueError(f"model config: prediction_mode={how!r}; choose one of {POOLING}")
-
-
-def mix_sources(source: torch.Tensor, target: torch.Tensor, low: float, generator: torch.Generator
-                ) -> Tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
-    """Mixes each waveform (B, S) with another of the batch (a random permutation) at one weight
-    r ~ U[low, 1] for the batch: r * a + (1 - r) * b, rescaled by 1 / sqrt(r^2 + (1-r)^2) to keep
-    the level; the multi-hot targets (B, C) mix with the same r. Returns (source, target, r, perm)."""
-    r = float(torch.empty(()).uniform_(max(low, 1e-6), 1.0, generator=generator))
-    perm = torch.randperm(source.size(0), generator=generator).to(source.device)
-    mixed = (r * source + (1 - r) * source[perm]) / ((r ** 2 + (1 - r) ** 2) ** 0.5)
-    return mixed, r * target + (1 - r) * target[perm], r, perm
-
-
-def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-clip BCE (B,) summed over classes."""
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").sum(-1)

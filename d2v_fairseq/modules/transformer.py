@@ -79,8 +79,8 @@ def run_blocks(
     attn_bias: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """The block stack on ``x`` (T, B, C). With ``capture`` set, also returns that feature of
-    every block (each (T, B, C)); layerdrop applies only in training and never when capturing
-    (the teacher must see every layer). ``attn_bias`` (B * heads, T, T) is added to every
+    every block that ran (each (T, B, C)); layerdrop applies only in training (the teacher
+    passes none: it must see every layer). ``attn_bias`` (B * heads, T, T) is added to every
     block's attention logits (ALiBi); it must already hold -inf at padded keys."""
     attn_mask = local_attention_mask(x.size(0), attention_window, x.device)
     if attn_bias is not None:
@@ -91,7 +91,7 @@ def run_blocks(
         attn_mask = attn_mask.to(x.dtype)
     captured: List[torch.Tensor] = []
     for layer in layers:
-        if layers.training and layerdrop > 0 and capture is None and torch.rand(()) < layerdrop:
+        if layers.training and layerdrop > 0 and torch.rand(()) < layerdrop:
             continue
         x, feats = run_block(layer, x, padding_mask, attn_mask)
         if capture is not None:

@@ -14,7 +14,7 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.tasks import register_task
 from omegaconf import open_dict
 
-from ..checkpoint import keep_resolved_config
+from ..models.pretrained import keep_resolved_config
 from ..data.audioset import read_label_file
 from ..data.classes import count_classes
 from .audio_pretraining import CheckedAudioPretrainingConfig, CheckedAudioPretrainingTask
@@ -57,7 +57,7 @@ class AudioTaggingTask(CheckedAudioPretrainingTask):
     def setup_task(cls, cfg, **kwargs):
         if cfg.num_classes <= 0:
             with open_dict(cfg):
-                cfg.num_classes = count_classes(cfg.data, "manifests/audioset.py")
+                cfg.num_classes = count_classes(cfg.data, "d2v prepare audioset")
         return cls(cfg)
 
     def num_classes(self) -> int:

@@ -20,7 +20,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.audio_finetuning import AudioFinetuningConfig, AudioFinetuningTask
 from omegaconf import DictConfig
 
-from ..checkpoint import complete_config
+from ..models.pretrained import complete_config
 from ..data.labels import check_labels, dictionary_symbols
 from ..data.manifest import read_manifest
 from ..decoding.generator import CtcGenerator, build_decoder

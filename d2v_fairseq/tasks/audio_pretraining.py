@@ -20,12 +20,13 @@ from fairseq.tasks import register_task
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
 from ..data.manifest import read_manifest
+from ..modules.seeding import seeded_int
 
 logger = logging.getLogger(__name__)
 
 
 class SeededCollater(BaseWrapperDataset):
-    """Collates each batch under ``numpy_seed(seed, epoch, hash(ids))``."""
+    """Collates each batch with numpy's global generator seeded from (seed, epoch, the batch's ids)."""
 
     def __init__(self, dataset, seed: int):
         super().__init__(dataset)
@@ -40,7 +41,8 @@ class SeededCollater(BaseWrapperDataset):
     def collater(self, samples):
         """Collates ``samples`` under a seed of (seed, epoch, their ids)."""
         ids = tuple(int(s["id"]) for s in samples)
-        with numpy_seed(self.seed, self.epoch, hash(ids)):
+        # fairseq's RawAudioDataset crops with numpy's global generator: seed it for this batch
+        with numpy_seed(seeded_int(self.seed, self.epoch, "crop", *ids)):
             return self.dataset.collater(samples)
 
 

@@ -1,7 +1,7 @@
 """Image tasks: ``d2v_image_pretraining`` (unlabeled images for data2vec_vision) and
 ``d2v_image_classification`` (fine-tuning and evaluation with top-1/top-5 accuracy).
 
-Both read the manifests of ``python -m d2v_fairseq.data.images`` in ``task.data``
+Both read the manifests of ``d2v prepare images`` in ``task.data``
 (``SPLIT.tsv`` and ``classes.txt``); see ``data/images.py`` for decoding and augmentation.
 """
 
@@ -14,7 +14,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from ..checkpoint import keep_resolved_config
+from ..models.pretrained import keep_resolved_config
 from ..data.classes import count_classes
 from ..data.images import ImageDataError, ImageFolderDataset
 
@@ -95,7 +95,7 @@ class ImageClassificationTask(ImagePretrainingTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         if cfg.num_classes <= 0:
-            cfg.num_classes = count_classes(cfg.data, "python -m d2v_fairseq.data.images", ImageDataError)
+            cfg.num_classes = count_classes(cfg.data, "d2v prepare images", ImageDataError)
         return cls(cfg)
 
     def num_classes(self):

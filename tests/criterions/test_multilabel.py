@@ -4,7 +4,8 @@ import numpy as np
 from fairseq import metrics
 from sklearn.metrics import average_precision_score
 
-from d2v_fairseq.criterions.multilabel import MultiLabelCriterion, mean_average_precision
+from d2v_fairseq.criterions.multilabel import MultiLabelCriterion
+from d2v_fairseq.modules.metrics import mean_average_precision
 
 
 def test_map_equals_scikit_learn_on_fixed_predictions():

@@ -1,7 +1,7 @@
 import pytest
 
 from d2v_fairseq.data.text import TextInputError, prepare, read_lines
-from d2v_fairseq.data.wordnet import read_glosses
+from d2v_fairseq.demos.wordnet import read_glosses
 
 
 def test_non_utf8_line_is_named(tmp_path):

@@ -132,3 +132,24 @@ def test_features_only_and_remove_pretraining_modules(tiny_model, waveforms):
 def test_remove_pretraining_modules_can_keep_the_first_blocks(tiny_model):
     tiny_model.remove_pretraining_modules(last_layer=1)
     assert len(tiny_model.encoder.layers) == 2 and tiny_model.final_proj is None
+
+
+def test_modalities_change_shared_defaults_without_redeclaring_their_help():
+    from dataclasses import fields
+
+    from d2v_fairseq.models import (
+        Data2Vec2AudioConfig,
+        Data2VecAudioConfig,
+        Data2VecTextConfig,
+        Data2VecVisionConfig,
+    )
+    from d2v_fairseq.models.config import Data2VecSharedConfig
+
+    shared = {f.name: f for f in fields(Data2VecSharedConfig)}
+    for config in (Data2VecAudioConfig, Data2Vec2AudioConfig, Data2VecTextConfig, Data2VecVisionConfig):
+        for f in fields(config):
+            if f.name in shared:
+                assert f.metadata.get("help") == shared[f.name].metadata.get("help"), (config.__name__, f.name)
+    # and the modalities' own values are in force
+    assert Data2VecTextConfig().average_top_k_layers == 10 and Data2VecVisionConfig().average_top_k_layers == 6
+    assert Data2VecAudioConfig().instance_norm_target_layer and Data2Vec2AudioConfig().ema_end_decay == 0.99999

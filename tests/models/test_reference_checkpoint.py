@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from d2v_fairseq.checkpoint import load_pretrained
+from d2v_fairseq.hub import load_checkpoint
 from d2v_fairseq.modules.regression import regression_loss
 
 from ..conftest import REPO, run_cli
@@ -24,7 +24,7 @@ def reference_dir(tmp_path_factory):
 
 
 def test_reference_checkpoint_gives_the_reference_features_and_loss(reference_dir):
-    model, _, _ = load_pretrained(str(reference_dir / "checkpoint.pt"))
+    model, _, _ = load_checkpoint(str(reference_dir / "checkpoint.pt"))
     io = torch.load(reference_dir / "io.pt")
     model.eval()
     assert type(model).__module__ == "d2v_fairseq.models.data2vec_audio"
@@ -47,14 +47,14 @@ def test_undeclared_legacy_keys_load_with_a_warning(reference_dir, tmp_path):
     path = tmp_path / "legacy.pt"
     torch.save(state, path)
     with pytest.warns(UserWarning, match="debug_dump_targets, legacy_quantizer_depth"):
-        model, _, _ = load_pretrained(str(path))
+        model, _, _ = load_checkpoint(str(path))
     assert model.cfg.encoder_layers == 3
 
 
 def test_checkpoint_loads_from_another_working_directory(reference_dir, tmp_path):
     code = (
-        "from d2v_fairseq.checkpoint import load_pretrained; "
-        f"m, _, _ = load_pretrained({str(reference_dir / 'checkpoint.pt')!r}); print(type(m).__name__)"
+        "from d2v_fairseq.hub import load_checkpoint; "
+        f"m, _, _ = load_checkpoint({str(reference_dir / 'checkpoint.pt')!r}); print(type(m).__name__)"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from d2v_fairseq.checkpoint import load_pretrained
+from d2v_fairseq.hub import load_checkpoint
 
 from ..conftest import REPO, run_cli
 
@@ -22,7 +22,7 @@ def reference_dir(tmp_path_factory):
 
 
 def test_released_text_checkpoint_gives_the_reference_features(reference_dir):
-    model, cfg, task = load_pretrained(str(reference_dir / "checkpoint.pt"), arg_overrides={"data": str(reference_dir)})
+    model, cfg, task = load_checkpoint(str(reference_dir / "checkpoint.pt"), arg_overrides={"data": str(reference_dir)})
     io = torch.load(reference_dir / "io.pt")
     assert type(model).__module__ == "d2v_fairseq.models.data2vec_text" and cfg.task._name == "masked_lm"
     assert model.teacher is not None  # the released teacher was loaded

@@ -2,7 +2,8 @@
 
 import torch
 
-from d2v_fairseq.modules.pooling import mix_sources, pool_frames
+from d2v_fairseq.modules.mixup import mix_sources
+from d2v_fairseq.modules.pooling import pool_frames
 
 
 def test_linear_softmax_pooling_by_hand():

@@ -1,0 +1,107 @@
+"""What the demos share: running fairseq's commands with progress, resuming a stage that is
+done, fine-tuning over seeds, and the closing table of pre-trained vs random init."""
+
+import os
+import subprocess
+import sys
+from typing import Callable, Dict, List
+
+from ..environment import config_root
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHOW = ("train_inner", "valid on", "done training", "Error", "WER:", "real-time factor", "Traceback")
+
+
+def stage(message: str) -> None:
+    """Prints a stage header."""
+    print(f"\n=== {message}", flush=True)
+
+
+def run(cmd: List[str], log_path: str, show=SHOW) -> str:
+    """Runs ``cmd``, printing the lines that show progress and saving all output to
+    ``log_path``; returns the output. Stops the demo with the log's tail on failure."""
+    lines = []
+    with open(log_path, "w") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")
+    ) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            lines.append(line)
+            if any(key in line for key in show):
+                print("  " + line.rstrip().split(" - ", 1)[-1][:200], flush=True)
+    if proc.returncode != 0:
+        tail = "".join(lines[-30:])
+        raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\nfull log: {log_path}")
+    return "".join(lines)
+
+
+def trained_updates(save_dir: str) -> int:
+    """Updates done by the run in ``save_dir`` (0 if none)."""
+    import torch
+
+    path = os.path.join(save_dir, "checkpoint_last.pt")
+    if not os.path.isfile(path):
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state["optimizer_history"][-1]["num_updates"])
+
+
+def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each score (number) over fine-tuning runs on the same test set (``n``: its size)."""
+    mean = {key: sum(r[key] for r in runs) / len(runs) for key, value in runs[0].items()
+            if key != "n" and isinstance(value, (int, float))}
+    return {**mean, "n": runs[0]["n"]}
+
+
+def finetune_seeds(work: str, name: str, seeds: int, what: str, finetune: Callable[[str, str, int], None],
+                   evaluate: Callable[[str], Dict]) -> List[Dict]:
+    """Fine-tunes from the starting point ``name`` with seeds 1..``seeds``, each run in
+    WORK/finetune_NAME[_seedN] (``finetune(save_dir, log_path, seed)``), and returns the scores
+    ``evaluate`` gives each run's best checkpoint."""
+    runs = []
+    for seed in range(1, seeds + 1):
+        stage(f"3/4 fine-tuning from {name}: {what}, seed {seed} of {seeds}")
+        tag = name.replace(" ", "_") + (f"_seed{seed}" if seeds > 1 else "")
+        save_dir = os.path.join(work, f"finetune_{tag}")
+        finetune(save_dir, os.path.join(work, f"finetune_{tag}.log"), seed)
+        runs.append(evaluate(os.path.join(save_dir, "checkpoint_best.pt")))
+    return runs
+
+
+def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], deciding: str, note: str) -> None:
+    """``print_comparison`` of the mean scores of each starting point's fine-tuning runs; with
+    several seeds, first each seed's ``deciding`` score."""
+    seeds = len(runs["pretrained"])
+    if seeds > 1:
+        header, percent = next((h, p) for k, h, p in columns if k == deciding)
+        for name, scores in runs.items():
+            print(f"  {name}: {header} per fine-tuning seed "
+                  + ", ".join(f"{r[deciding]:.1f}{'%' if percent else ''}" for r in scores))
+        note += f", mean of {seeds} fine-tuning seeds"
+    print_comparison({name: mean_scores(scores) for name, scores in runs.items()}, columns, deciding, note)
+
+
+def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str) -> None:
+    """The demos' closing table: one row per starting point ("pretrained", "random init"), one
+    column per (key, header, percent?) in ``columns``, then whether pre-training wins on ``deciding``."""
+    print(f"{'fine-tuned from':16s}" + "".join(f"{header:>10s}" for _, header, _ in columns))
+    for name, r in results.items():
+        print(f"{name:16s}" + "".join(f"{r[key]:>9.1f}%" if percent else f"{r[key]:>10.3f}" for key, _, percent in columns))
+    header = next(h for k, h, _ in columns if k == deciding)
+    gain = results["pretrained"][deciding] - results["random init"][deciding]
+    print(f"\npre-training {'wins' if gain > 0 else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
+
+
+def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
+                modality: str = "audio", config_name: str = "tiny_cpu") -> None:
+    """``d2v train`` (fairseq-hydra-train) with the installed config
+    MODALITY/CONFIG_DIR/CONFIG_NAME.yaml, unless ``save_dir`` already holds that many updates
+    (fairseq itself would resume and run one more)."""
+    done = trained_updates(save_dir)
+    if done >= updates:
+        print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
+        return
+    cmd = [sys.executable, "-m", "d2v_fairseq", "train", "--config-dir", os.path.join(config_root(), modality, config_dir),
+           "--config-name", config_name, f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
+           f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
+    run(cmd, log_path)

@@ -1,0 +1,164 @@
+"""Using checkpoints from Python: load any checkpoint of the package (pre-trained, data2vec 2.0,
+fine-tuned) or a released-format one, and transcribe with a fine-tuned CTC model.
+
+    from d2v_fairseq.hub import Transcriber, load_checkpoint
+    model, cfg, task = load_checkpoint("checkpoint_best.pt")
+    asr = Transcriber("checkpoint_best.pt", decoder="lexicon_beam", lm="lm.arpa", lexicon="lexicon.txt")
+    print(asr.transcribe(waveform_16k))          # one utterance, a 1-D float array
+
+This is the one place above the registered layers that loads checkpoints: models, tasks and
+decoders never do (fine-tuning models read their pre-trained encoder through
+``models.pretrained``).
+"""
+
+import itertools
+import logging
+import os
+import pickle
+import time
+import warnings
+import zipfile
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fairseq import checkpoint_utils
+from omegaconf import open_dict
+
+from . import criterions, models, tasks  # noqa: F401  (registers the package's names with fairseq)
+from .decoding.generator import build_decoder, ctc_emissions
+from .models.pretrained import complete_saved_configs, undeclared_model_keys
+from .modules.errors import InputError
+from .modules.metrics import char_error_rate, word_error_rate
+
+logger = logging.getLogger(__name__)
+
+def read_checkpoint(path: str, arg_overrides: Optional[Dict] = None) -> Dict:
+    """A checkpoint's saved state (on CPU); ``InputError`` naming the file when it is missing or
+    is not a fairseq checkpoint."""
+    if not os.path.isfile(path):
+        raise InputError("no such checkpoint file", path=path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not magic.startswith(b"PK") and magic[:1] != b"\x80":  # torch.save writes a zip (or a legacy pickle)
+        raise InputError("not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)",
+                         path=path)
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, UnicodeDecodeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"not a PyTorch checkpoint ({first[:120]})", path=path) from None
+    if not isinstance(state, dict) or state.get("cfg") is None or "model" not in state:
+        raise InputError("not a fairseq checkpoint (no 'cfg' and 'model' entries)", path=path)
+    return state
+
+
+def load_checkpoint(
+    path: str, arg_overrides: Optional[Dict] = None, task: Optional[str] = None
+) -> Tuple[torch.nn.Module, object, object]:
+    """(model, cfg, task) from a checkpoint, warning about the config keys it drops.
+
+    ``task`` names the task to build instead of the saved one (as fairseq-generate's
+    ``--task``): e.g. ``d2v_audio_ctc`` for a checkpoint fine-tuned with ``audio_finetuning``.
+    """
+    state = read_checkpoint(path, arg_overrides)
+    if task is not None:
+        with open_dict(state["cfg"].task):
+            state["cfg"].task._name = task
+    complete_saved_configs(state["cfg"], path)
+    dropped = undeclared_model_keys(state["cfg"].model)
+    if dropped:
+        message = f"{path}: model config keys not declared by {state['cfg'].model._name} are ignored: {', '.join(dropped)}"
+        warnings.warn(message)
+        logger.warning(message)
+        with open_dict(state["cfg"].model):
+            for key in dropped:
+                del state["cfg"].model[key]
+    loaded, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, state=state)
+    return loaded[0], cfg, task
+
+
+class Transcriber:
+    """A fine-tuned CTC model plus a decoder; see the module docstring.
+
+    Decoder options (``configure``): decoder (viterbi, lexicon_beam, lexicon_free_beam), lm,
+    lexicon, lm_weight, word_score, sil_score, unk_score, beam, beam_threshold, beam_size_token.
+    """
+
+    # Python names -> d2v_audio_ctc's config fields (named apart from fairseq-generate's own)
+    FIELDS = {"lm": "kenlm_model", "lm_weight": "kenlm_weight", "beam": "ctc_beam",
+              "beam_threshold": "ctc_beam_threshold", "beam_size_token": "ctc_beam_size_token"}
+
+    def __init__(self, checkpoint: str, decoder: str = "viterbi", data_dir: Optional[str] = None, **decoder_args):
+        overrides = {"data": data_dir} if data_dir else None
+        # the decoders' options are fields of d2v_audio_ctc, whichever task fine-tuned the model
+        self.model, cfg, self.task = load_checkpoint(checkpoint, arg_overrides=overrides, task="d2v_audio_ctc")
+        self.model.eval()
+        self.normalize = cfg.task.normalize
+        self.configure(decoder=decoder, **decoder_args)
+
+    def configure(self, **decoder_args) -> None:
+        """Switches the decoder or its options (see the class docstring)."""
+        for key, value in decoder_args.items():
+            if value is not None:
+                setattr(self.task.cfg, self.FIELDS.get(key, key), value)
+        self.decoder = build_decoder(self.task.cfg, self.task.target_dictionary)
+
+    def emissions(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Log-probabilities per utterance, each (T_b, V), from waveforms (B, S)."""
+        return ctc_emissions(self.model, source, padding_mask)
+
+    def text(self, hypo: Dict) -> str:
+        """A hypothesis as words: the decoder's words, else its letters post-processed."""
+        if hypo["words"]:
+            return " ".join(hypo["words"])
+        return self.task.target_dictionary.string(hypo["tokens"], "letter")
+
+    def transcribe(self, waveform) -> str:
+        """One 16 kHz mono utterance (1-D array or tensor) -> text."""
+        source = torch.as_tensor(np.asarray(waveform), dtype=torch.float32).flatten()
+        if self.normalize:
+            source = F.layer_norm(source, source.shape)
+        return self.text(self.decoder.decode(self.emissions(source[None])[0]))
+
+    def subset_emissions(self, subset: str, max_tokens: int = 1_000_000):
+        """(emissions per utterance, reference texts) for a subset of the task's data."""
+        self.task.load_dataset(subset)
+        dataset = self.task.dataset(subset)
+        batches = self.task.get_batch_iterator(dataset, max_tokens=max_tokens).next_epoch_itr(shuffle=False)
+        emissions, references = [], []
+        for sample in batches:
+            emissions += self.emissions(sample["net_input"]["source"], sample["net_input"].get("padding_mask"))
+            for target in sample["target"]:
+                tokens = target[target != self.task.target_dictionary.pad()]
+                references.append(self.task.target_dictionary.string(tokens, "letter"))
+        return emissions, references
+
+    def score(self, emissions: Sequence[torch.Tensor], references: Sequence[str]) -> Dict[str, float]:
+        """{"wer", "cer" (percent), "n"} of the current decoder on precomputed emissions."""
+        hypotheses = [self.text(self.decoder.decode(e)) for e in emissions]
+        return {"wer": word_error_rate(references, hypotheses), "cer": char_error_rate(references, hypotheses),
+                "n": len(references)}
+
+
+def tune_lm(checkpoint: str, data: str, subset: str, lm: str, lexicon: str, beam: int = 50,
+            lm_weights: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 3.0),
+            word_scores: Sequence[float] = (-2.0, -1.0, 0.0, 1.0),
+            report: Callable[[str], None] = print) -> List[Tuple[float, float, float]]:
+    """Grid search of (lm_weight, word_score) for lexicon beam search on ``subset``: the
+    emissions are computed once, then decoded with every pair. Returns (WER, lm_weight,
+    word_score) per pair, best first; ``report`` receives a line per pair."""
+    asr = Transcriber(checkpoint, data_dir=data, decoder="lexicon_beam", lm=lm, lexicon=lexicon, beam=beam)
+    emissions, references = asr.subset_emissions(subset)
+    report(f"{len(emissions)} utterances of {subset}; grid of {len(lm_weights) * len(word_scores)} "
+           "(lm_weight, word_score) pairs")
+    results = []
+    for lm_weight, word_score in itertools.product(lm_weights, word_scores):
+        asr.configure(lm_weight=lm_weight, word_score=word_score)
+        start = time.perf_counter()
+        wer = asr.score(emissions, references)["wer"]
+        results.append((wer, lm_weight, word_score))
+        report(f"  lm_weight {lm_weight:6.2f}  word_score {word_score:6.2f}  WER {wer:6.2f}  "
+               f"({time.perf_counter() - start:.1f} s)")
+    return sorted(results)
