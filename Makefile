@@ -7,7 +7,7 @@ D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text demo-vision demo-audio-events test test-quick bench bench-v2 clean-demo espeak debian-data
+.PHONY: venv demo demo-text demo-vision demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
 # sound-theme-freedesktop (recorded sound events)
@@ -34,6 +34,15 @@ debian-data:
 
 espeak: debian-data
 
+# real recorded Dutch speech with transcripts (Debian's Fish Fillets NG data), about 100 MB
+FILLETS_PACKAGES := fillets-ng-data fillets-ng-data-nl
+fillets-data:
+	@{ test -d /usr/share/games/fillets-ng/sound && test -d /usr/share/games/fillets-ng/script; } || { \
+	  echo "installing $(FILLETS_PACKAGES) with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FILLETS_PACKAGES) >/dev/null \
+	  || { echo "could not install them; install by hand: apt-get install $(FILLETS_PACKAGES)"; exit 1; }; }
+
 demo: $(STAMP) espeak
 	$(D2V) demo speech --work $(WORK)
 
@@ -45,6 +54,11 @@ demo-vision: $(STAMP)
 
 demo-audio-events: $(STAMP) debian-data
 	$(D2V) demo audio-events --work work/demo-audio-events
+
+# your own corpus in one command, shown on real speech: whole levels held out for valid and test
+demo-real-speech: $(STAMP) fillets-data
+	$(D2V) prepare fillets-nl work/demo-real-speech/corpus.tsv
+	$(D2V) demo speech --corpus work/demo-real-speech/corpus.tsv --group-column level --work work/demo-real-speech
 
 # the whole suite (end-to-end tests included); test-quick leaves out the ones marked slow
 test: $(STAMP) debian-data

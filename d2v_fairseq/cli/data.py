@@ -9,6 +9,30 @@ def register(sub) -> None:
                              description="Data preparation: each recipe writes what a config's task.data expects.")
     kinds = prepare.add_subparsers(dest="kind", metavar="KIND", required=True)
 
+    p = kinds.add_parser("speech", help="your own speech corpus (table, Kaldi dir or folder) -> manifests, labels, LM",
+                         description="Imports a speech corpus: a TSV/CSV table with a header (a path and a "
+                         "transcript column), a Kaldi data directory (wav.scp, text, utt2spk) or a folder of audio "
+                         "files with same-named .txt transcripts. Converts the audio once to 16 kHz mono FLAC, "
+                         "normalizes the transcripts, makes or reads the splits, writes fairseq's manifests, "
+                         "letter labels, dict.ltr.txt, pretrain.tsv and an n-gram LM + lexicon from train.")
+    p.add_argument("source", help="corpus table (.tsv/.csv), Kaldi data directory, or folder of audio files")
+    p.add_argument("out_dir", help="where audio/, the manifests, labels, lm/ and corpus.json go")
+    p.add_argument("--path-column", default="path", help="table: the audio path column (relative to the table)")
+    p.add_argument("--text-column", default="text", help="table: the transcript column (absent: unlabeled corpus)")
+    p.add_argument("--split-column", help="table: a column of train/valid/test (otherwise splits are made)")
+    p.add_argument("--group-column", help="table: keep each value's rows in one split (speaker, chapter, ...)")
+    p.add_argument("--valid-share", type=float, default=0.1, help="share of the groups held out for validation")
+    p.add_argument("--test-share", type=float, default=0.1, help="share of the groups held out for test")
+    p.add_argument("--seed", type=int, default=1, help="the made splits are a function of this seed")
+    p.add_argument("--case", default="upper", choices=["upper", "lower", "keep"], help="transcript case")
+    p.add_argument("--keep-punctuation", action="store_true", help="keep punctuation in the letter targets")
+    p.add_argument("--keep-digits", action="store_true", help="keep digits in the letter targets")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave bad rows out and count them per reason (default: stop at the first, naming it)")
+    p.add_argument("--lm-order", type=int, default=3, help="n-gram order of the LM from the training text (0: none)")
+    p.add_argument("--workers", type=int, default=0, help="audio conversion processes (0: one per core)")
+    p.set_defaults(func=_speech)
+
     p = kinds.add_parser("librispeech", help="LibriSpeech -> wav2vec manifests, .wrd/.ltr labels, dict.ltr.txt")
     p.add_argument("root", help="the LibriSpeech folder (holding train-clean-100/ ...)")
     p.add_argument("out_dir", help="where SUBSET.tsv/.wrd/.ltr, train.tsv, valid.tsv and dict.ltr.txt go")
@@ -63,6 +87,10 @@ def register(sub) -> None:
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.set_defaults(func=_lm)
 
+    p = kinds.add_parser("fillets-nl", help="a corpus table of the Dutch dialogs of Debian's fillets-ng-data(-nl)")
+    p.add_argument("out_table", help="the corpus table to write (.tsv: path, text, level, voice, english)")
+    p.set_defaults(func=_fillets)
+
     p = kinds.add_parser("demo-speech", help="synthesize the demo spoken corpus (espeak-ng)")
     p.add_argument("out_dir", help="where wav/, the manifests, labels, dict.ltr.txt and lm.txt go")
     p.add_argument("--train", type=int, default=320, help="training utterances")
@@ -70,6 +98,16 @@ def register(sub) -> None:
     p.add_argument("--test", type=int, default=40, help="test utterances")
     p.add_argument("--seed", type=int, default=1, help="the corpus is a function of this seed")
     p.set_defaults(func=_demo_speech)
+
+
+def _speech(args: argparse.Namespace) -> None:
+    from ..data.corpus import TextOptions, format_summary, import_corpus
+
+    result = import_corpus(args.source, args.out_dir, args.path_column, args.text_column, args.split_column,
+                           args.group_column, args.valid_share, args.test_share, args.seed,
+                           TextOptions(args.case, args.keep_punctuation, args.keep_digits), args.skip_bad,
+                           args.lm_order, args.workers)
+    print(format_summary(result.summary()))
 
 
 def _librispeech(args: argparse.Namespace) -> None:
@@ -121,6 +159,14 @@ def _lm(args: argparse.Namespace) -> None:
 
     arpa, lexicon = build_lm(args.text, args.out_dir, args.order)
     print(f"wrote {arpa} ({args.order}-gram) and {lexicon}")
+
+
+def _fillets(args: argparse.Namespace) -> None:
+    from ..demos.fillets import write_table
+
+    counts = write_table(args.out_table)
+    print(f"{args.out_table}: {counts['with transcript']} of {counts['recordings']} recordings have a transcript "
+          f"({counts['without transcript']} without one, left out), {counts['levels']} levels")
 
 
 def _demo_speech(args: argparse.Namespace) -> None:

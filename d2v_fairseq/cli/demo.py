@@ -9,8 +9,21 @@ def register(sub) -> None:
                           description="Each demo reuses what an earlier run left in --work.")
     kinds = demo.add_subparsers(dest="demo", metavar="DEMO", required=True)
 
-    p = kinds.add_parser("speech", help="synthesized speech (espeak-ng): pre-train, CTC fine-tune, decode; WER table")
-    _common(p, "work/demo", 1500, 1200)
+    p = kinds.add_parser("speech", help="speech: pre-train, CTC fine-tune, decode; WER (and CER) table",
+                         description="Without --corpus: a corpus synthesized with espeak-ng. With --corpus: your own "
+                         "corpus table (as `d2v prepare speech` reads it), its bad rows left out and counted.")
+    p.add_argument("--work", default=None, help="where the data, checkpoints and results go "
+                   "(default work/demo, or work/demo-own-speech with --corpus)")
+    p.add_argument("--pretrain-updates", type=int, help="pre-training updates (default 1500; 2000 with --corpus)")
+    p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; 2500 with --corpus)")
+    p.add_argument("--corpus", help="a corpus table (.tsv/.csv with path and text columns), a Kaldi dir or a folder")
+    p.add_argument("--group-column", help="--corpus: keep each value's rows in one split (speaker, chapter, level)")
+    p.add_argument("--path-column", default="path", help="--corpus: the audio path column")
+    p.add_argument("--text-column", default="text", help="--corpus: the transcript column")
+    p.add_argument("--labeled-minutes", type=float, help="--corpus: fine-tune on this many minutes of the training "
+                   "split (pre-training still sees all of its audio)")
+    p.add_argument("--pretrain-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for pre-training")
+    p.add_argument("--finetune-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for fine-tuning")
     p.set_defaults(func=_speech)
 
     p = kinds.add_parser("text", help="WordNet glosses: pre-train data2vec_text, classify definitions")
@@ -43,9 +56,19 @@ def _common(p: argparse.ArgumentParser, work: str, pretrain_updates: int, finetu
 
 
 def _speech(args: argparse.Namespace) -> None:
-    from ..demos.speech import run_demo
+    updates = {k: v for k, v in (("pretrain_updates", args.pretrain_updates),
+                                 ("finetune_updates", args.finetune_updates)) if v is not None}
+    if args.corpus:
+        from ..demos.own_speech import run_corpus_demo
 
-    run_demo(args.work, args.pretrain_updates, args.finetune_updates)
+        run_corpus_demo(args.corpus, args.work or "work/demo-own-speech", args.group_column, args.labeled_minutes,
+                        path_column=args.path_column, text_column=args.text_column,
+                        pretrain_overrides=args.pretrain_overrides, finetune_overrides=args.finetune_overrides,
+                        **updates)
+    else:
+        from ..demos.speech import run_demo
+
+        run_demo(args.work or "work/demo", **updates)
 
 
 def _text(args: argparse.Namespace) -> None:

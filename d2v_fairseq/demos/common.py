@@ -81,15 +81,21 @@ def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], dec
     print_comparison({name: mean_scores(scores) for name, scores in runs.items()}, columns, deciding, note)
 
 
-def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str) -> None:
+def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str,
+                     lower_is_better: bool = False) -> bool:
     """The demos' closing table: one row per starting point ("pretrained", "random init"), one
-    column per (key, header, percent?) in ``columns``, then whether pre-training wins on ``deciding``."""
-    print(f"{'fine-tuned from':16s}" + "".join(f"{header:>10s}" for _, header, _ in columns))
+    column per (key, header, percent?) in ``columns``, then whether pre-training wins on
+    ``deciding`` (an error rate with ``lower_is_better``). Returns whether it wins."""
+    width = max(10, *(len(header) + 2 for _, header, _ in columns))
+    print(f"{'fine-tuned from':16s}" + "".join(f"{header:>{width}s}" for _, header, _ in columns))
     for name, r in results.items():
-        print(f"{name:16s}" + "".join(f"{r[key]:>9.1f}%" if percent else f"{r[key]:>10.3f}" for key, _, percent in columns))
+        print(f"{name:16s}" + "".join(f"{r[key]:>{width - 1}.1f}%" if percent else f"{r[key]:>{width}.3f}"
+                                      for key, _, percent in columns))
     header = next(h for k, h, _ in columns if k == deciding)
     gain = results["pretrained"][deciding] - results["random init"][deciding]
-    print(f"\npre-training {'wins' if gain > 0 else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
+    wins = gain < 0 if lower_is_better else gain > 0
+    print(f"\npre-training {'wins' if wins else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
+    return wins
 
 
 def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
