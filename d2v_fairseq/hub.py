@@ -162,3 +162,121 @@ def tune_lm(checkpoint: str, data: str, subset: str, lm: str, lexicon: str, beam
         report(f"  lm_weight {lm_weight:6.2f}  word_score {word_score:6.2f}  WER {wer:6.2f}  "
                f"({time.perf_counter() - start:.1f} s)")
     return sorted(results)
+
+
+# --- representations ------------------------------------------------------------------------
+SPEECH_MODELS = ("data2vec_audio", "data2vec2_audio")
+
+
+class Representations:
+    """Every layer's features of a loaded checkpoint's encoder (``load``), for any modality.
+
+    ``hidden_states(batch)`` -> (list of (B, T, C), padding (B, T) or None): index 0 the input
+    of the first block, index i the output of block i, as transformers' ``output_hidden_states``
+    numbers them for the exported model. ``batch(items)`` turns raw items into that input:
+    speech, 1-D float arrays at 16 kHz (normalized as the checkpoint's task says); text,
+    strings (the checkpoint's sentencepiece BPE and dictionary); images, file paths (the
+    evaluation transform). ``downsample_rate``: input units per output step (320 samples for
+    speech, 1 token for text, the patch size in pixels for images, whose steps are CLS + patches).
+    """
+
+    def __init__(self, encoder: torch.nn.Module, modality: str, normalize: bool = False, dictionary=None,
+                 sp_model: Optional[str] = None, image_size: int = 0, checkpoint: str = ""):
+        self.encoder, self.modality, self.normalize = encoder.eval(), modality, normalize
+        self.dictionary, self.sp_model, self.image_size, self.checkpoint = dictionary, sp_model, image_size, checkpoint
+        self._sp = None
+        if modality == "speech":
+            self.downsample_rate = int(np.prod([stride for _, _, stride in encoder.conv_layers]))
+            self.num_layers = len(encoder.encoder.layers) + 1
+        elif modality == "text":
+            self.downsample_rate, self.num_layers = 1, len(encoder.body.layers) + 1
+        else:
+            self.downsample_rate, self.num_layers = encoder.cfg.patch_size, len(encoder.encoder.blocks) + 1
+
+    @torch.no_grad()
+    def hidden_states(self, batch: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+        """Input (B, S) waveforms / (B, T) token ids / (B, 3, H, W) images -> (list of
+        ``num_layers`` (B, T, C) fp32, output padding (B, T) or None)."""
+        states, padding = self.encoder.hidden_states(batch, padding_mask)
+        return [s.float() for s in states], padding
+
+    def batch(self, items: Sequence) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Raw items (see the class docstring) -> (input batch, input padding mask or None)."""
+        if self.modality == "speech":
+            waves = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in items]
+            if self.normalize:
+                waves = [F.layer_norm(w, w.shape) for w in waves]
+            return _pad([w for w in waves], 0.0)
+        if self.modality == "text":
+            tokens = [self.encode_text(t) for t in items]
+            source, padding = _pad(tokens, self.dictionary.pad())
+            return source, None  # the model finds its padding from the pad index
+        from .data.images import load_eval_image
+
+        return torch.stack([load_eval_image(path, self.image_size) for path in items]), None
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        """A line of text -> token ids (T,) as pre-training saw them: <s> BPE pieces </s>."""
+        if self._sp is None:
+            import sentencepiece as spm
+
+            if not self.sp_model or not os.path.isfile(self.sp_model):
+                raise InputError("the checkpoint's sentencepiece model was not found; pass it (--sp-model)",
+                                 path=self.sp_model or self.checkpoint)
+            self._sp = spm.SentencePieceProcessor(model_file=self.sp_model)
+        pieces = " ".join(self._sp.encode(text, out_type=str))
+        ids = self.dictionary.encode_line(pieces, add_if_not_exist=False, append_eos=True).long()
+        return torch.cat([torch.tensor([self.dictionary.bos()]), ids])
+
+    def output_lengths(self, input_lengths: Sequence[int]) -> List[int]:
+        """Output steps for inputs of these lengths (samples, tokens; images: CLS + patches)."""
+        if self.modality == "speech":
+            return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
+        if self.modality == "text":
+            return list(input_lengths)
+        return [self.encoder.patch_embed.num_patches + 1 for _ in input_lengths]
+
+
+def _pad(rows: Sequence[torch.Tensor], value) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """1-D tensors -> (B, max length) right-padded with ``value``, and the padding mask (or None)."""
+    longest = max(len(r) for r in rows)
+    out = rows[0].new_full((len(rows), longest), value)
+    padding = torch.zeros(len(rows), longest, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+        padding[i, len(r):] = True
+    return out, (padding if padding.any() else None)
+
+
+def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str] = None,
+         random_init: bool = False, seed: int = 1) -> Representations:
+    """A checkpoint of the package (pre-trained, data2vec 2.0 or fine-tuned: its encoder) or a
+    released-format one -> ``Representations``. ``sp_model``: text's sentencepiece model
+    (default: ``sentencepiece.bpe.model`` beside the data's ``dict.txt``). ``random_init``: the
+    checkpoint's architecture with fresh weights (from ``seed``), the baseline of a probe."""
+    overrides = {"data": data_dir} if data_dir else None
+    model, cfg, task = load_checkpoint(checkpoint, arg_overrides=overrides)
+    if random_init:
+        torch.manual_seed(seed)
+        model = task.build_model(cfg.model)
+    name = cfg.model._name
+    if name == "wav2vec_ctc":
+        return Representations(model.w2v_encoder.w2v_model, "speech", cfg.task.get("normalize", False),
+                               checkpoint=checkpoint)
+    if name in SPEECH_MODELS:
+        return Representations(model, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)
+    if name == "data2vec_audio_classification":
+        return Representations(model.encoder, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)
+    if name == "data2vec_text":
+        if sp_model is None:
+            data = str(cfg.task.data).split(":")[0]
+            candidates = [os.path.join(data, "sentencepiece.bpe.model"), os.path.join(data, "..", "sentencepiece.bpe.model"),
+                          os.path.join(data, "input0", "..", "..", "sentencepiece.bpe.model")]
+            sp_model = next((c for c in candidates if os.path.isfile(c)), None)
+        return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model,
+                               checkpoint=checkpoint)
+    if name in ("data2vec_vision", "data2vec_image_classification"):
+        encoder = model if name == "data2vec_vision" else model.encoder
+        return Representations(encoder, "image", image_size=encoder.cfg.image_size, checkpoint=checkpoint)
+    raise InputError(f"a {name} checkpoint: representations come from data2vec_audio, data2vec2_audio, "
+                     "data2vec_text, data2vec_vision and the models fine-tuned from them", path=checkpoint)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from d2v_fairseq.data.manifest import ManifestError
 from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
@@ -85,6 +86,26 @@ def test_transcribe_one_waveform_and_tune(demo_corpus, finetuned, capsys):
     text = asr.transcribe(wave)
     lexicon_words = {line.split("\t")[0] for line in open(finetuned / "lexicon.txt")}
     assert set(text.split()) <= lexicon_words  # the lexicon decoder only emits known words
+
+
+def test_ctc_emissions_do_not_depend_on_the_batch(demo_corpus, finetuned):
+    from d2v_fairseq.data.manifest import read_manifest
+
+    asr = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus)
+    batched, _ = asr.subset_emissions("test")  # fairseq's batches: padded to their longest utterance
+    root, entries = read_manifest(os.path.join(demo_corpus, "test.tsv"))
+    lengths = {e.num_samples for e in entries}
+    assert len(lengths) > 1  # utterances of different lengths, so batches are padded
+    order = np.argsort([-e.num_samples for e in entries], kind="stable")  # fairseq batches longest first
+    by_length = {}
+    for emission, index in zip(batched, order):
+        by_length.setdefault(entries[index].num_samples, []).append(emission)
+    for entry in entries[:8]:
+        wave, _ = sf.read(os.path.join(root, entry.path), dtype="float32")
+        source = torch.from_numpy(wave)
+        source = torch.nn.functional.layer_norm(source, source.shape) if asr.normalize else source
+        alone = asr.emissions(source[None])[0]
+        assert any(e.shape == alone.shape and torch.allclose(e, alone, atol=1e-4) for e in by_length[entry.num_samples])
 
 
 def test_tuning_command_reports_the_best_pair(demo_corpus, finetuned):

@@ -120,6 +120,30 @@ def test_text_models_export_to_transformers(text_corpus, rte_bin, tmp_path):
                 want, _ = ours(tokens, features_only=True)
                 real = batch.attention_mask.bool()
                 assert torch.allclose(got[real], want[real], atol=1e-4)
+                # every layer, as d2v_fairseq.hub.load gives them, equals transformers' hidden states
+                from d2v_fairseq.hub import load
+
+                reps = load(str(checkpoint), sp_model=sp_model)
+                theirs = hf(**batch, output_hidden_states=True).hidden_states
+                mine, padding = reps.hidden_states(tokens)
+                assert len(mine) == len(theirs) == reps.num_layers and reps.downsample_rate == 1
+                for layer, (m, t) in enumerate(zip(mine, theirs)):
+                    assert torch.allclose(m[real], t[real], atol=1e-4), (layer, (m[real] - t[real]).abs().max())
+                # one sentence alone, through the checkpoint's BPE and dictionary
+                single, _ = reps.batch([pairs[0][0]])
+                alone, _ = reps.hidden_states(single)
+                assert single[0].tolist() == [d.bos(), *a, d.eos()]
+                theirs_alone = hf(input_ids=single, output_hidden_states=True).hidden_states
+                assert torch.allclose(alone[-1], theirs_alone[-1], atol=1e-4)
+            if kind == "pre":  # d2v features on a text file: one (layers, tokens, C) array per line
+                (tmp_path / "lines.txt").write_text(f"{pairs[0][0]}\n{pairs[1][0]}\n")
+                run_cli([os.path.join(VENV_BIN, "d2v"), "features", str(checkpoint), str(tmp_path / "lines.txt"),
+                         str(tmp_path / "feats"), "--sp-model", sp_model])
+                import numpy as np
+
+                first = np.load(tmp_path / "feats" / "000001.npy")
+                assert first.shape == (reps.num_layers, len(single[0]), mine[0].size(-1))
+                assert np.abs(first[-1] - alone[-1][0].numpy()).max() < 1e-4
             else:
                 got = hf(**batch).logits
                 want, _ = ours(tokens, features_only=True, classification_head_name="sentence_classification_head")

@@ -125,6 +125,21 @@ def test_vision_exports_to_transformers_with_equal_features_and_logits(image_fol
     with torch.no_grad():
         expected = ours.eval().extract_features(images)["x"]
         torch.testing.assert_close(hf(pixel_values=images).last_hidden_state, expected, atol=1e-4, rtol=1e-4)
+        theirs = hf(pixel_values=images, output_hidden_states=True).hidden_states
+    # every layer, as d2v_fairseq.hub.load gives them, equals transformers' hidden states
+    from d2v_fairseq.hub import load
+
+    reps = load(str(pre))
+    mine, padding = reps.hidden_states(images)
+    assert padding is None and len(mine) == len(theirs) == reps.num_layers and reps.downsample_rate == 4
+    for m, t in zip(mine, theirs):
+        torch.testing.assert_close(m, t, atol=1e-4, rtol=1e-4)
+    # d2v features on the image folder: the evaluation transform, one (layers, 1 + patches, C) array each
+    run_cli([os.path.join(VENV_BIN, "d2v"), "features", str(pre), str(image_folder.parent / "img" / "val"),
+             str(tmp_path / "feats"), "--pool", "mean"])
+    index = (tmp_path / "feats" / "index.tsv").read_text().splitlines()
+    assert len(index) == 1 + 12 and index[1].split("\t")[2] == str(1 + 8 * 8)
+    assert np.load(tmp_path / "feats" / f"{index[1].split()[0]}.npy").shape == (reps.num_layers, 32)
 
     finetune(tmp_path, image_folder, tmp_path / "ft", pre, "optimization.max_update=3",
              "optimizer.groups.default.lr_scheduler.max_update=3")

@@ -63,6 +63,40 @@ def register(sub) -> None:
     add_decoder_options(p)
     p.set_defaults(func=_evaluate, log_level=logging.WARNING)
 
+    p = sub.add_parser("features", help="write every layer's representations of audio, text or images",
+                       description="Features of any checkpoint's encoder (pre-trained, 2.0, fine-tuned). Layer 0 is "
+                       "the input of the first block, layer i the output of block i (transformers' numbering).")
+    p.add_argument("checkpoint", help="a checkpoint of the package or a released-format one")
+    p.add_argument("input", help="speech: manifest, corpus table, folder, list of files or one file; text: a UTF-8 "
+                   "file, one item per line; images: a folder or an image manifest")
+    p.add_argument("out_dir", help="where ITEM.npy (or the hubert dump) and index.tsv go")
+    p.add_argument("--layers", default="all", help="all, last, or comma-separated layer numbers")
+    p.add_argument("--pool", default="none", choices=["none", "mean"], help="mean over each item's valid frames")
+    p.add_argument("--format", default="npy", choices=["npy", "hubert"],
+                   help="npy: one (layers, T, C) file per item; hubert: fairseq's simple_kmeans dump (one layer)")
+    p.add_argument("--split", default="train", help="--format hubert: the dump's split name ({split}_0_1.npy)")
+    p.add_argument("--max-tokens", type=int, default=1_600_000, help="padded input units per batch (samples, tokens)")
+    p.add_argument("--batch-size", type=int, default=64, help="items per batch at most")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--sp-model", help="text: the sentencepiece model (default: beside the data's dict.txt)")
+    p.set_defaults(func=_features, log_level=logging.WARNING)
+
+    p = sub.add_parser("probe", help="layer-wise linear probe of frozen features; prints a table, writes a plot",
+                       description="Mean-pooled features of every layer, a logistic regression per layer on the "
+                       "training split, accuracy on the test split; one line per --ckpt in the PNG plot.")
+    p.add_argument("table", help="a labeled corpus table (.tsv/.csv with a path and a label column)")
+    p.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]CHECKPOINT",
+                   help="a checkpoint to probe (repeat it; NAME= labels its line, default: the file's folder; "
+                   "random:CHECKPOINT is its architecture with fresh weights)")
+    p.add_argument("--label-column", required=True, help="the column holding the label to predict")
+    p.add_argument("--path-column", default="path", help="the audio or image path column")
+    p.add_argument("--split-column", help="a column of train/test (otherwise whole groups go to test)")
+    p.add_argument("--group-column", help="keep each value's rows in one split (speaker, level, ...)")
+    p.add_argument("--test-share", type=float, default=0.2, help="share of the groups held out for test")
+    p.add_argument("--seed", type=int, default=1, help="the split and the classifiers are a function of it")
+    p.add_argument("--plot", default="probe.png", help="the PNG to write")
+    p.set_defaults(func=_probe, log_level=logging.WARNING)
+
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers (offline)",
                        description="Writes a folder that transformers' from_pretrained loads (weights as "
                        "safetensors); refuses, with the reason, what transformers cannot represent exactly.")
@@ -111,6 +145,34 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({**result, "per_class": per_class}, f, indent=1)
+
+
+def _features(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ..features import extract
+
+    with tqdm(desc="features", unit="item", leave=False, disable=None) as bar:  # a bar on a terminal only
+        summary = extract(args.checkpoint, args.input, args.out_dir, args.layers, args.pool, args.format, args.split,
+                          args.max_tokens, args.batch_size, args.device, args.sp_model, progress=bar.update)
+    rate = f", {summary['audio_s_per_s']:.1f} audio s/s" if "audio_s_per_s" in summary else ""
+    print(f"{summary['items']} items, {summary['frames']} frames, layers {summary['layers']} -> {args.out_dir} "
+          f"({summary['seconds']:.1f} s: {summary['items_per_s']:.1f} items/s{rate})")
+
+
+def _probe(args: argparse.Namespace) -> None:
+    import os
+
+    from ..probe import format_table, probe
+
+    checkpoints = {}
+    for spec in args.ckpt:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        checkpoints[name or os.path.basename(os.path.dirname(os.path.abspath(path)))] = path
+    results = probe(checkpoints, args.table, args.label_column, args.path_column, args.split_column,
+                    args.group_column, args.test_share, args.seed, args.plot)
+    print(format_table(results))
+    print(f"plot: {args.plot}")
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -1,7 +1,6 @@
 """Reading audio as the models take it: 16 kHz mono float32, from any rate and channel count
 soundfile reads (wav, flac, ogg, mp3, ...)."""
 
-import math
 import os
 
 import numpy as np
@@ -13,9 +12,10 @@ SAMPLE_RATE = 16000
 
 
 def read_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(S,) float32 samples of ``path`` at ``sample_rate``: channels averaged, resampled with a
-    polyphase filter (scipy); ``InputError`` naming the file if it is missing, unreadable or empty."""
-    from scipy.signal import resample_poly
+    """(S,) float32 samples of ``path`` at ``sample_rate``: channels averaged, resampled with soxr
+    (as ``d2v prepare speech`` converts); ``InputError`` naming the file if it is missing,
+    unreadable or empty."""
+    import soxr
 
     if not os.path.isfile(path):
         raise InputError("no such audio file", path=path)
@@ -27,6 +27,5 @@ def read_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError("empty audio (0 samples)", path=path)
     audio = audio.mean(axis=1)  # (S, channels) -> (S,)
     if rate != sample_rate:
-        g = math.gcd(rate, sample_rate)
-        audio = resample_poly(audio, sample_rate // g, rate // g).astype(np.float32)
+        audio = soxr.resample(audio, rate, sample_rate, quality="HQ").astype(np.float32)
     return audio

@@ -418,7 +418,9 @@ def _run_conversions(jobs: Sequence[tuple], workers: int, progress: bool) -> Lis
     from tqdm import tqdm
 
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    bar = tqdm(total=len(jobs), desc="audio -> 16 kHz mono FLAC", unit="file", disable=not progress, leave=False)
+    # disable=None: a bar on a terminal only, not in logs
+    bar = tqdm(total=len(jobs), desc="audio -> 16 kHz mono FLAC", unit="file", disable=None if progress else True,
+               leave=False)
     results = []
     if workers == 1 or len(jobs) < 8:
         for job in jobs:

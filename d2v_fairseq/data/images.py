@@ -346,3 +346,15 @@ class ImageFolderDataset(FairseqDataset):
                 targets = one_hot(labels, self.num_classes, self.label_smoothing if self.train else 0.0)
             batch["target"] = targets
         return batch
+
+
+def load_eval_image(path: str, image_size: int) -> torch.Tensor:
+    """One image as evaluation sees it: RGB, centre crop (0.875), resized to ``image_size``,
+    ImageNet mean/std: (3, S, S) float."""
+    from PIL import Image
+
+    image = open_rgb(path)
+    left, top, w, h = centre_crop_box(*image.size)
+    image = image.resize((image_size, image_size), Image.BICUBIC, box=(left, top, left + w, top + h))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (to_tensor(image).float().div_(255.0) - mean) / std

@@ -43,6 +43,12 @@ class Data2VecAudioConfig(Wav2Vec2Config, Data2VecSharedConfig):
     conv_pos: int = field(default=95, metadata={"help": "kernel size of the positional conv"})
     pos_conv_depth: int = field(default=5, metadata={"help": "number of positional conv layers"})
     instance_norm_target_layer: bool = shared_default("instance_norm_target_layer", True)
+    batch_invariant_inference: bool = field(
+        default=True,
+        metadata={"help": "at inference, zero padded frames between the positional conv layers so that an "
+                  "utterance's features do not depend on its batch; false: the reference's batched numbers "
+                  "(padding leaks into the last valid frames through a multi-layer positional conv)"},
+    )
 
 def parse_conv_layers(spec: str) -> List[Tuple[int, int, int]]:
     """'[(512, 10, 5)] + [(512, 3, 2)] * 4' -> [(dim, kernel, stride), ...] without eval()."""
@@ -179,8 +185,7 @@ class Data2VecAudioModel(Data2VecModel):
         enc = self.encoder
         pos_conv = blocks["pos_conv"] if "pos_conv" in blocks else enc.pos_conv
         x = zero_padding(x, padding_mask)
-        pos = pos_conv(x.transpose(1, 2).to(next(pos_conv.parameters()).dtype))
-        x = x + pos.transpose(1, 2).to(x.dtype)
+        x = x + self.positions(pos_conv, x, padding_mask)
         B, T, C = x.shape
         positions = torch.arange(T, device=x.device).expand(B, T)
         if keep is not None:
@@ -196,6 +201,34 @@ class Data2VecAudioModel(Data2VecModel):
             # distances between the frames' original positions, also when frames were left out
             bias = blocks["alibi"](nn.functional.pad(positions, (0, pad)), padding_mask)
         return x.transpose(0, 1), padding_mask, bias
+
+    def positions(self, pos_conv: nn.Module, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The positional conv's output (B, T, C) for ``x`` (B, T, C) with padded frames zeroed.
+
+        A multi-layer positional conv (``pos_conv_depth`` > 1) gives padded frames non-zero values
+        after its first layer, which the next layers mix into the last valid frames: a frame's
+        features then depend on how much padding its batch has. At inference (with
+        ``batch_invariant_inference``) padded frames are zeroed after every layer, as the zero
+        padding of an utterance alone would be; training keeps the reference's computation."""
+        dtype = next(pos_conv.parameters()).dtype
+        h = x.transpose(1, 2).to(dtype)  # (B, C, T)
+        layered = isinstance(pos_conv, nn.Sequential) and all(isinstance(m, nn.Sequential) for m in pos_conv)
+        if padding_mask is None or self.training or not self.cfg.batch_invariant_inference or not layered:
+            return pos_conv(h).transpose(1, 2).to(x.dtype)
+        keep = (~padding_mask).unsqueeze(1).to(dtype)  # (B, 1, T)
+        for layer in pos_conv:
+            h = layer(h) * keep
+        return h.transpose(1, 2).to(x.dtype)
+
+    def hidden_states(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+        """Every layer's representation of waveforms (B, S), transformers' numbering: index 0 the
+        input of the first block (after the positional conv and, post-LN, the layer norm), index i
+        the output of block i. Returns (list of (B, T, C), frame padding (B, T) or None)."""
+        features, frame_padding = self.embed(source, padding_mask)
+        T = features.size(1)
+        x, padded, bias = self._encoder_input(features, frame_padding, self.teacher_scope())
+        _, blocks = run_blocks(self.encoder.layers, x, padded, capture="block", attn_bias=bias)
+        return [y.transpose(0, 1)[:, :T] for y in [x, *blocks]], frame_padding
 
     def encode_student(self, x, padding_mask, layer: Optional[int] = None, keep: Optional[torch.Tensor] = None):
         """Student Transformer on ``x`` (B, T, C) -> (B, T, C), or (B, kept, C) with ``keep``

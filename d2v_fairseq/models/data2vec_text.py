@@ -199,6 +199,14 @@ class Data2VecTextModel(Data2VecModel):
                                    attention_window=self.cfg.teacher_attention_window)
         return [y.transpose(0, 1) for y in captured]
 
+    def hidden_states(self, src_tokens: torch.Tensor, padding_mask=None):
+        """Every layer's representation of tokens (B, T), transformers' numbering: index 0 the
+        embeddings (after their LayerNorm), index i the output of block i. Returns (list of
+        (B, T, C), padding (B, T) or None)."""
+        features, padding = self.embed(src_tokens, None)
+        _, blocks = self._blocks(features, padding, self.body.layers, None, capture="block")
+        return [zero_padding(features, padding)] + [y.transpose(0, 1) for y in blocks], padding
+
     # --- fairseq / RoBERTa entry points ---------------------------------------------------
     def forward(
         self,

@@ -129,6 +129,14 @@ class Data2VecVisionModel(Data2VecModel):
         x, _ = self.encoder(x, layers=None if layer is None else layer + 1)
         return x if layer is not None else self.encoder.norm(x)
 
+    def hidden_states(self, source: torch.Tensor, padding_mask=None):
+        """Every layer's representation of images (B, C, H, W), transformers' numbering: index 0
+        the CLS + patch embeddings, index i the output of block i (the residual stream, before
+        the final norm). Returns (list of (B, 1 + N, D), None)."""
+        features, _ = self.embed(source)
+        _, blocks = self.encoder(features, capture="block")
+        return [features, *blocks], None
+
     def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
         """The teacher's chosen feature of every block, each (B, 1 + N, D)."""
         _, captured = blocks(features, capture=self.cfg.target_feature)

@@ -35,10 +35,13 @@ def test_pretrained_audio_model_exports_with_equal_features(pretrained_checkpoin
     source, padding = waveforms  # the second utterance is padded
     with torch.no_grad():
         expected = ours.extract_features(source, padding)["x"]
-        got = hf(source, attention_mask=(~padding).long()).last_hidden_state
     frames = ours.output_lengths((~padding).sum(-1))
     for b, n in enumerate(frames.tolist()):
-        assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-4), (got[b, :n] - expected[b, :n]).abs().max()
+        alone = source[b: b + 1, : int((~padding[b]).sum())]
+        with torch.no_grad():
+            got = hf(alone).last_hidden_state[0]
+        # ours in a padded batch equals transformers on the utterance alone: batch-invariant
+        assert torch.allclose(got[:n], expected[b, :n], atol=1e-4), (got[:n] - expected[b, :n]).abs().max()
     # the config carries the model's real values, not transformers' defaults
     c = hf.config
     assert (c.conv_pos_kernel_size, c.num_conv_pos_embeddings, c.layer_norm_eps) == (5, 3, 1e-5)
@@ -81,3 +84,22 @@ def test_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp
         got = hf(source, attention_mask=(~padding).long()).last_hidden_state
     for b, n in enumerate(ours.output_lengths((~padding).sum(-1)).tolist()):
         assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-4), (got[b, :n] - expected[b, :n]).abs().max()
+
+
+def test_hub_hidden_states_equal_transformers_layer_by_layer(pretrained_checkpoint, tmp_path, waveforms):
+    from d2v_fairseq.hub import load
+
+    _, out_dir = export(str(pretrained_checkpoint), str(tmp_path / "hf"))
+    hf = transformers.Data2VecAudioModel.from_pretrained(out_dir).eval()
+    reps = load(str(pretrained_checkpoint))
+    assert reps.modality == "speech" and reps.downsample_rate == 5 * 2 * 2  # the tiny conv stack's strides
+    source, padding = waveforms
+    ours, frame_padding = reps.hidden_states(source, padding)
+    assert len(ours) == reps.num_layers == hf.config.num_hidden_layers + 1
+    lengths = reps.output_lengths((~padding).sum(-1).tolist())
+    for b, n in enumerate(lengths):
+        with torch.no_grad():
+            theirs = hf(source[b: b + 1, : int((~padding[b]).sum())], output_hidden_states=True).hidden_states
+        for layer, (mine, their) in enumerate(zip(ours, theirs)):
+            assert torch.allclose(mine[b, :n], their[0, :n], atol=1e-4), (layer, (mine[b, :n] - their[0, :n]).abs().max())
+    assert frame_padding[1, lengths[1]:].all() and not frame_padding[1, : lengths[1]].any()

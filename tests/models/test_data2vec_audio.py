@@ -153,3 +153,20 @@ def test_modalities_change_shared_defaults_without_redeclaring_their_help():
     # and the modalities' own values are in force
     assert Data2VecTextConfig().average_top_k_layers == 10 and Data2VecVisionConfig().average_top_k_layers == 6
     assert Data2VecAudioConfig().instance_norm_target_layer and Data2Vec2AudioConfig().ema_end_decay == 0.99999
+
+
+@pytest.mark.parametrize("invariant", [True, False])
+def test_features_do_not_depend_on_the_batch_unless_asked_for_the_reference(invariant, waveforms):
+    torch.manual_seed(0)
+    model = Data2VecAudioModel(tiny_audio_cfg(batch_invariant_inference=invariant)).eval()
+    source, padding = waveforms  # the second utterance: 3000 of 4000 samples
+    with torch.no_grad():
+        batched, frame_padding = model.hidden_states(source, padding)
+        alone, _ = model.hidden_states(source[1:, :3000])
+    n = alone[0].size(1)
+    assert not frame_padding[1, :n].any() and frame_padding[1, n:].all()
+    worst = max((b[1, :n] - a[0]).abs().max().item() for b, a in zip(batched, alone))
+    if invariant:
+        assert worst < 1e-4
+    else:  # the reference: padding leaks through the 3-layer positional conv into the last frames
+        assert worst > 1e-3

@@ -1,0 +1,100 @@
+"""``d2v features`` and ``d2v probe`` on speech (a tiny released-format checkpoint written by
+fairseq's own model): every input layout, layers and pooling, the HuBERT k-means dump, a probe
+that finds what separates two kinds of sound."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from d2v_fairseq.features import extract, parse_layers
+from d2v_fairseq.hub import load
+from d2v_fairseq.modules.errors import InputError
+from d2v_fairseq.probe import format_table, probe
+
+from .conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow  # writes a checkpoint with fairseq's reference model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("features_ckpt")
+    run_cli([sys.executable, os.path.join(REPO, "tests", "helpers", "reference_audio_checkpoint.py"), str(out)])
+    return str(out / "checkpoint.pt")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """12 tones of 0.3-0.9 s at 22.05 kHz stereo, half low (200 Hz) and half high (2 kHz), and a
+    labeled table of them."""
+    folder = tmp_path_factory.mktemp("clips")
+    rows = ["path\tpitch\tgroup"]
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        pitch = "low" if i % 2 else "high"
+        seconds = 0.3 + 0.05 * (i % 12)
+        t = np.arange(int(22050 * seconds)) / 22050
+        wave = np.sin(2 * np.pi * (200 if pitch == "low" else 2000) * t) * 0.3 + 0.01 * rng.standard_normal(len(t))
+        sf.write(str(folder / f"c{i:02d}.wav"), np.stack([wave, wave], 1).astype("float32"), 22050)
+        rows.append(f"c{i:02d}.wav\t{pitch}\tg{i // 2}")
+    (folder / "table.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_every_layer_per_item_and_the_index(checkpoint, clips, tmp_path):
+    reps = load(checkpoint)
+    summary = extract(checkpoint, str(clips), str(tmp_path / "out"), max_tokens=40000)
+    assert summary["items"] == 24 and summary["audio_s_per_s"] > 0
+    index = (tmp_path / "out" / "index.tsv").read_text().splitlines()
+    assert index[0] == "id\tsource\tframes" and len(index) == 25
+    item, source, frames = index[1].split("\t")
+    feats = np.load(tmp_path / "out" / f"{item}.npy")
+    expected_frames = reps.output_lengths([int(sf.info(source).frames * 16000 / 22050 + 0.5)])[0]
+    assert feats.shape == (reps.num_layers, int(frames), 32) and abs(int(frames) - expected_frames) <= 1
+    assert feats.dtype == np.float32
+
+
+def test_features_do_not_depend_on_the_batch(checkpoint, clips, tmp_path):
+    extract(checkpoint, str(clips), str(tmp_path / "batched"), max_tokens=10_000_000)
+    extract(checkpoint, str(clips), str(tmp_path / "alone"), max_items=1)
+    for name in os.listdir(tmp_path / "alone"):
+        if name.endswith(".npy"):
+            a, b = np.load(tmp_path / "alone" / name), np.load(tmp_path / "batched" / name)
+            assert a.shape == b.shape and np.abs(a - b).max() < 1e-4, name
+
+
+def test_layers_pooling_and_input_layouts(checkpoint, clips, tmp_path):
+    (tmp_path / "list.txt").write_text(f"{clips}/c00.wav\n{clips}/c01.wav\n")
+    for i, source in enumerate((str(clips / "table.tsv"), str(tmp_path / "list.txt"), str(clips / "c00.wav"))):
+        out = tmp_path / f"out{i}"
+        summary = extract(checkpoint, source, str(out), layers="0,2", pool="mean")
+        assert summary["layers"] == [0, 2]
+        first = sorted(p for p in os.listdir(out) if p.endswith(".npy"))[0]
+        assert np.load(out / first).shape == (2, 32)
+    assert parse_layers("last", 5) == [4] and parse_layers("all", 3) == [0, 1, 2]
+    with pytest.raises(InputError, match="layer 9 does not exist"):
+        parse_layers("1,9", 5)
+
+
+def test_hubert_dump_is_what_simple_kmeans_reads(checkpoint, clips, tmp_path):
+    extract(checkpoint, str(clips / "table.tsv"), str(tmp_path / "dump"), layers="2", fmt="hubert", split="valid")
+    feats = np.load(tmp_path / "dump" / "valid_0_1.npy")
+    lengths = [int(n) for n in (tmp_path / "dump" / "valid_0_1.len").read_text().split()]
+    assert len(lengths) == 24 and feats.shape == (sum(lengths), 32)
+    # in input order: the first item's frames first
+    extract(checkpoint, str(clips / "c00.wav"), str(tmp_path / "one"), layers="2")
+    one = np.load(tmp_path / "one" / "c00.npy")[0]
+    assert np.abs(feats[: lengths[0]] - one).max() < 1e-4
+
+
+def test_probe_finds_pitch_and_writes_the_plot(checkpoint, clips, tmp_path):
+    results = probe({"reference": checkpoint, "random": "random:" + checkpoint}, str(clips / "table.tsv"), "pitch",
+                    group_column="group", test_share=0.25, plot=str(tmp_path / "probe.png"))
+    layers = load(checkpoint).num_layers
+    assert set(results) == {"reference", "random"} and all(len(v) == layers for v in results.values())
+    assert max(results["reference"]) >= 80.0  # low and high tones are linearly separable in some layer
+    assert (tmp_path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert format_table(results).splitlines()[0].split() == ["layer", "reference", "random"]
