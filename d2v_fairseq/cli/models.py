@@ -97,11 +97,14 @@ def register(sub) -> None:
     p.add_argument("--plot", default="probe.png", help="the PNG to write")
     p.set_defaults(func=_probe, log_level=logging.WARNING)
 
-    p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers (offline)",
+    p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers or fairseq's reference",
                        description="Writes a folder that transformers' from_pretrained loads (weights as "
                        "safetensors); refuses, with the reason, what transformers cannot represent exactly.")
     p.add_argument("checkpoint", help="a checkpoint of the package (pre-trained or fine-tuned)")
-    p.add_argument("out_dir", help="the folder to write")
+    p.add_argument("out_dir", help="the folder to write (--format fairseq: the checkpoint file to write)")
+    p.add_argument("--format", default="transformers", choices=["transformers", "fairseq"],
+                   help="transformers: a from_pretrained folder; fairseq: a checkpoint that fairseq's own "
+                   "examples/data2vec speech model loads (strict, with fairseq's audio_pretraining task)")
     p.add_argument("--data", help="a fine-tuned checkpoint's data folder (its dictionary), if it moved")
     p.add_argument("--sp-model", help="text: the sentencepiece model of the checkpoint's data")
     p.set_defaults(func=_export)
@@ -176,7 +179,10 @@ def _probe(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ..interop import export
+    from ..interop import export, export_fairseq
 
+    if args.format == "fairseq":
+        print(f"wrote {export_fairseq(args.checkpoint, args.out_dir)} to {args.out_dir}")
+        return
     written, out_dir = export(args.checkpoint, args.out_dir, args.data, args.sp_model)
     print(f"wrote {written} to {out_dir}")

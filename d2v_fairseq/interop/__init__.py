@@ -35,10 +35,11 @@ from typing import Tuple
 from ..hub import load_checkpoint
 from .audio import audio_config, export_audio
 from .common import NotExportable
+from .fairseq import export_fairseq
 from .text import export_text
 from .vision import export_vision
 
-__all__ = ["NotExportable", "audio_config", "export"]
+__all__ = ["NotExportable", "audio_config", "export", "export_fairseq"]
 
 logger = logging.getLogger(__name__)
 

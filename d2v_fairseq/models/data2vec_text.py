@@ -58,7 +58,8 @@ class Data2VecTextConfig(Data2VecSharedConfig):
                   "transformer.max_source_positions sets the positions"},
     )
     head_layers: int = field(
-        default=2, metadata={"help": "regression head: 1 = Linear; 2 = Linear(D, 2D), GELU, Linear(2D, D)"}
+        default=2, metadata={"help": "regression head: N Linears with GELUs between, the first widening to 2D "
+                             "(1: one Linear; 2: Linear(D, 2D), GELU, Linear(2D, D), the release)"}
     )
     transformer: TransformerConfig = field(
         default_factory=roberta_base_transformer, metadata={"help": "the RoBERTa-style body"}
@@ -84,12 +85,17 @@ class Data2VecTextConfig(Data2VecSharedConfig):
 
 
 def make_regression_head(dim: int, layers: int) -> nn.Module:
-    """``head_layers`` 1: Linear(D, D); 2: Linear(D, 2D), GELU, Linear(2D, D)."""
-    if layers == 1:
-        return nn.Linear(dim, dim)
-    if layers == 2:
-        return nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
-    raise ValueError(f"model config: head_layers={layers}: 1 or 2 are supported")
+    """The regression head of the text release, (N, D) -> (N, D), for any ``layers`` >= 1: a
+    Sequential of ``layers`` Linears with GELUs between, the first widening to 2D (keys
+    ``regression_head.0.*``, ``.2.*``, ... as the released checkpoints name them)."""
+    if layers < 1:
+        raise ValueError(f"model config: head_layers={layers}: at least 1")
+    modules, width = [], dim
+    for i in range(layers - 1):
+        wider = dim * 2 if i == 0 else width
+        modules += [nn.Linear(width, wider), nn.GELU()]
+        width = wider
+    return nn.Sequential(*modules, nn.Linear(width, dim))
 
 
 def transformer_config(cfg) -> TransformerConfig:
@@ -276,6 +282,10 @@ class Data2VecTextModel(Data2VecModel):
         super().upgrade_state_dict_named(state_dict, name)
         if prefix + "encoder._ema" in state_dict:
             state_dict[prefix + "_ema"] = state_dict.pop(prefix + "encoder._ema")
+        for suffix in ("weight", "bias"):  # one-layer heads of earlier versions were a bare Linear
+            old = f"{prefix}encoder.regression_head.{suffix}"
+            if old in state_dict:
+                state_dict[f"{prefix}encoder.regression_head.0.{suffix}"] = state_dict.pop(old)
         saved = state_dict.get(prefix + "encoder.sentence_encoder.embed_tokens.weight")
         if saved is not None and saved.size(0) != len(self.dictionary):
             raise ValueError(

@@ -1,7 +1,7 @@
 """Writes a checkpoint in the released format with the data2vec_text model that ships inside
 the installed fairseq (imported, never copied), plus the reference's features on fixed tokens.
 
-    python reference_text_checkpoint.py OUT_DIR
+    python reference_text_checkpoint.py OUT_DIR [HEAD_LAYERS]
 
 The bundled module does not import on Python 3.11 as it is (``transformer: TransformerConfig =
 TransformerConfig()`` is a mutable dataclass default); this helper loads its source with that
@@ -43,7 +43,7 @@ class Task:
         self.cfg = OmegaConf.create({"data": data})
 
 
-def main(out_dir: str) -> None:
+def main(out_dir: str, head_layers: int = 2) -> None:
     reference = import_reference()
     dictionary = Dictionary()
     for i in range(40):
@@ -60,7 +60,7 @@ def main(out_dir: str) -> None:
             "no_scale_embedding": True, "activation_fn": "gelu",
             "decoder": {"input_dim": 512, "output_dim": 512}}  # placeholders that do not resolve in this wheel
     cfg.model = OmegaConf.merge(OmegaConf.structured(reference.Data2VecTextConfig),
-                                {"head_layers": 2, "average_top_k_layers": 2, "layer_norm_target_layer": True,
+                                {"head_layers": head_layers, "average_top_k_layers": 2, "layer_norm_target_layer": True,
                                  "loss_beta": 4, "loss_scale": 1, "transformer": body})
     cfg.model._name = "data2vec_text"
     model = reference.Data2VecTextModel.build_model(cfg.model, Task(dictionary, out_dir))
@@ -79,13 +79,16 @@ def main(out_dir: str) -> None:
     with torch.no_grad():
         features, _ = model(tokens, features_only=True)
         teacher = model.encoder.ema.model(tokens, return_all_hiddens=True)["fc_results"]
+        head_in = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))
+        head_out = model.encoder.regression_head(head_in)
     torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
                 "optimizer_history": [{"criterion_name": "ModelCriterion", "optimizer_name": "FairseqAdam",
                                        "lr_scheduler_state": {}, "num_updates": 0}], "extra_state": {}},
                os.path.join(out_dir, "checkpoint.pt"))
-    torch.save({"tokens": tokens, "features": features, "teacher_ffn": [y.transpose(0, 1) for y in teacher]},
+    torch.save({"tokens": tokens, "features": features, "teacher_ffn": [y.transpose(0, 1) for y in teacher],
+                "head_in": head_in, "head_out": head_out},
                os.path.join(out_dir, "io.pt"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *[int(v) for v in sys.argv[2:3]])

@@ -39,3 +39,28 @@ def test_released_text_checkpoint_gives_the_reference_features(reference_dir):
     # the teacher differs from the student (the helper moved it), so this compares the teacher
     student = model.encode_teacher(embedded, padding, model.teacher_scope())
     assert not torch.allclose(student[-1][real], io["teacher_ffn"][-1][real], atol=1e-3)
+
+
+@pytest.mark.parametrize("head_layers", [1, 3])
+def test_released_heads_of_any_depth_load(tmp_path, head_layers):
+    """The reference takes any head_layers >= 1 (a Sequential: keys encoder.regression_head.0.* ...)."""
+    run_cli([sys.executable, HELPER, str(tmp_path), str(head_layers)])
+    model, _, _ = load_checkpoint(str(tmp_path / "checkpoint.pt"), arg_overrides={"data": str(tmp_path)})
+    io = torch.load(tmp_path / "io.pt")
+    with torch.no_grad():
+        assert torch.allclose(model.regression_head()(io["head_in"]), io["head_out"], atol=1e-6)
+    linears = [m for m in model.regression_head().modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == head_layers
+
+
+def test_head_from_before_the_sequential_layout_loads(reference_dir, tmp_path):
+    """A one-layer head saved as a bare Linear (encoder.regression_head.weight) still loads."""
+    run_cli([sys.executable, HELPER, str(tmp_path), "1"])
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for suffix in ("weight", "bias"):
+        state["model"][f"encoder.regression_head.{suffix}"] = state["model"].pop(f"encoder.regression_head.0.{suffix}")
+    torch.save(state, tmp_path / "old.pt")
+    model, _, _ = load_checkpoint(str(tmp_path / "old.pt"), arg_overrides={"data": str(tmp_path)})
+    io = torch.load(tmp_path / "io.pt")
+    with torch.no_grad():
+        assert torch.allclose(model.regression_head()(io["head_in"]), io["head_out"], atol=1e-6)
