@@ -16,15 +16,28 @@ import numpy as np
 import torch
 
 from .data.corpus import Utterance, assign_splits
-from .features import Item, batches
+from .features import IMAGE_EXTENSIONS, Item, batches
 from .hub import load
 from .modules.errors import InputError
 
 
+def usable_audio(path: str) -> bool:
+    """Whether ``path`` is an audio file soundfile reads with at least one sample."""
+    import soundfile as sf
+
+    try:
+        return sf.info(path).frames > 0
+    except (RuntimeError, sf.LibsndfileError):
+        return False
+
+
 def read_labeled_table(table: str, label_column: str, path_column: str = "path", split_column: Optional[str] = None,
-                       group_column: Optional[str] = None, test_share: float = 0.2, seed: int = 1) -> Dict[str, List]:
-    """{"train": [(path, label)], "test": [...]} from a labeled corpus table; without a split
-    column, whole groups (or single rows) go to test with ``test_share``."""
+                       group_column: Optional[str] = None, test_share: float = 0.2, seed: int = 1,
+                       skip_bad: bool = False) -> Dict[str, List]:
+    """{"train": [(path, label)], "test": [...], "left_out": ["file:line: path"]} from a labeled
+    corpus table; without a split column, whole groups (or single rows) go to test with
+    ``test_share``. With ``skip_bad``, rows whose audio is missing, unreadable or empty are left
+    out and listed (images are checked when read)."""
     if not os.path.isfile(table):
         raise InputError("no such corpus table", path=table)
     delimiter = "," if table.lower().endswith(".csv") else "\t"
@@ -39,9 +52,15 @@ def read_labeled_table(table: str, label_column: str, path_column: str = "path",
     utterances = [Utterance(os.path.join(base, r[path_column]), f"{table}:{n}", r[label_column],
                             split=r[split_column] if split_column else None,
                             group=r[group_column] if group_column else None) for n, r in enumerate(rows, start=2)]
+    left_out = []
+    if skip_bad:
+        audio = [u for u in utterances if not u.source.lower().endswith(IMAGE_EXTENSIONS)]
+        bad = {id(u) for u in audio if not usable_audio(u.source)}
+        left_out = [f"{u.where}: {u.source}" for u in utterances if id(u) in bad]
+        utterances = [u for u in utterances if id(u) not in bad]
     assign_splits(utterances, 0.0, test_share, seed)
     splits = {"train": [(u.source, u.text) for u in utterances if u.split == "train"],
-              "test": [(u.source, u.text) for u in utterances if u.split == "test"]}
+              "test": [(u.source, u.text) for u in utterances if u.split == "test"], "left_out": left_out}
     if not splits["train"] or not splits["test"]:
         raise InputError("the probe needs rows in both the train and the test split", path=table)
     return splits
@@ -73,14 +92,20 @@ def pooled_features(checkpoint: str, paths: Sequence[str], max_tokens: int = 1_6
 
 def probe(checkpoints: Dict[str, str], table: str, label_column: str, path_column: str = "path",
           split_column: Optional[str] = None, group_column: Optional[str] = None, test_share: float = 0.2,
-          seed: int = 1, plot: Optional[str] = None) -> Dict[str, List[float]]:
-    """Test accuracy (percent) per layer for each named checkpoint; with ``plot``, a PNG of it."""
+          seed: int = 1, plot: Optional[str] = None, skip_bad: bool = False,
+          report=lambda line: None) -> Dict[str, List[float]]:
+    """Test accuracy (percent) per layer for each named checkpoint; with ``plot``, a PNG of it.
+    ``report`` receives a line on the splits and on any rows ``skip_bad`` left out."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    splits = read_labeled_table(table, label_column, path_column, split_column, group_column, test_share, seed)
+    splits = read_labeled_table(table, label_column, path_column, split_column, group_column, test_share, seed,
+                                skip_bad)
+    left_out = splits.pop("left_out")
     labels = {s: [label for _, label in rows] for s, rows in splits.items()}
+    report(f"{len(labels['train'])} train, {len(labels['test'])} test items; majority class {majority(labels):.1f}%"
+           + (f"; left out {len(left_out)} unreadable or empty: {', '.join(left_out[:3])}" if left_out else ""))
     results = {}
     for name, checkpoint in checkpoints.items():
         train = pooled_features(checkpoint, [p for p, _ in splits["train"]])

@@ -1,6 +1,7 @@
 """``d2v demo {speech,text,vision,audio-events}``: the demo pipelines, pre-trained vs random init."""
 
 import argparse
+import logging
 
 
 def register(sub) -> None:
@@ -24,7 +25,7 @@ def register(sub) -> None:
                    "split (pre-training still sees all of its audio)")
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for pre-training")
     p.add_argument("--finetune-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for fine-tuning")
-    p.set_defaults(func=_speech)
+    p.set_defaults(func=_speech, log_level=logging.WARNING)
 
     p = kinds.add_parser("text", help="WordNet glosses: pre-train data2vec_text, classify definitions")
     _common(p, "work/demo-text", 800, 400)
@@ -32,11 +33,11 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per starting point (the table gives the mean)")
     p.add_argument("--vocab-size", type=int, default=4000, help="BPE vocabulary size")
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
-    p.set_defaults(func=_text)
+    p.set_defaults(func=_text, log_level=logging.WARNING)
 
     p = kinds.add_parser("vision", help="scikit-learn's handwritten digits: pre-train data2vec_vision, classify")
     _common(p, "work/demo-vision", 600, 300)
-    p.set_defaults(func=_vision)
+    p.set_defaults(func=_vision, log_level=logging.WARNING)
 
     p = kinds.add_parser("audio-events", help="mixtures of real recorded sounds: pre-train, fine-tune a tagger; mAP")
     _common(p, "work/demo-audio-events", 600, 300)
@@ -46,7 +47,7 @@ def register(sub) -> None:
                    help="audio/pretraining config: tiny_cpu (data2vec) or v2_tiny_cpu (data2vec 2.0)")
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
     p.add_argument("--finetune-overrides", nargs="*", default=[], help="extra hydra overrides for fine-tuning")
-    p.set_defaults(func=_audio_events)
+    p.set_defaults(func=_audio_events, log_level=logging.WARNING)
 
 
 def _common(p: argparse.ArgumentParser, work: str, pretrain_updates: int, finetune_updates: int) -> None:

@@ -95,6 +95,8 @@ def register(sub) -> None:
     p.add_argument("--test-share", type=float, default=0.2, help="share of the groups held out for test")
     p.add_argument("--seed", type=int, default=1, help="the split and the classifiers are a function of it")
     p.add_argument("--plot", default="probe.png", help="the PNG to write")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out rows whose audio is missing, unreadable or empty (listed), instead of stopping")
     p.set_defaults(func=_probe, log_level=logging.WARNING)
 
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers or fairseq's reference",
@@ -173,7 +175,8 @@ def _probe(args: argparse.Namespace) -> None:
         name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         checkpoints[name or os.path.basename(os.path.dirname(os.path.abspath(path)))] = path
     results = probe(checkpoints, args.table, args.label_column, args.path_column, args.split_column,
-                    args.group_column, args.test_share, args.seed, args.plot)
+                    args.group_column, args.test_share, args.seed, args.plot, args.skip_bad,
+                    report=lambda line: print(line, flush=True))
     print(format_table(results))
     print(f"plot: {args.plot}")
 
