@@ -58,6 +58,7 @@ def evaluate(checkpoint: str, data: str, split: Optional[str] = None, **options)
     return {"kind": kind, "split": split, **scorer(checkpoint, data, split, **options)}
 
 
+@torch.no_grad()
 def evaluate_ctc(checkpoint: str, data: str, split: str, **decoder_args) -> Dict:
     """WER and CER of a CTC model on DATA/SPLIT.tsv + .ltr with the given decoder."""
     _require(os.path.join(data, f"{split}.tsv"))
@@ -66,6 +67,7 @@ def evaluate_ctc(checkpoint: str, data: str, split: str, **decoder_args) -> Dict
     return asr.score(emissions, references)
 
 
+@torch.no_grad()
 def evaluate_images(checkpoint: str, data: str, split: str, classes: Optional[str] = None,
                     batch_size: int = 64) -> Dict:
     """Top-1 / top-5 accuracy of an image classifier. ``data``: a folder of CLASS/IMAGE files,
@@ -102,6 +104,7 @@ def evaluate_images(checkpoint: str, data: str, split: str, classes: Optional[st
             "n": n, "per_class": per_class}
 
 
+@torch.no_grad()
 def evaluate_tags(checkpoint: str, data: str, split: str, max_tokens: int = 1_600_000) -> Dict:
     """mAP and per-class AP (percent) of an audio tagger on DATA/SPLIT.tsv + .lbl."""
     _require(os.path.join(data, f"{split}.tsv"))
@@ -121,6 +124,7 @@ def evaluate_tags(checkpoint: str, data: str, split: str, max_tokens: int = 1_60
     return {"mAP": float(np.mean(list(per_class.values()))), "per_class": per_class, "n": len(targets)}
 
 
+@torch.no_grad()
 def evaluate_text(checkpoint: str, data: str, split: str, max_sentences: int = 64) -> Dict:
     """Accuracy, MCC (and F1 for two classes) of a sentence classifier, or Pearson / Spearman
     of a regression head, on ``split`` of fairseq's sentence_prediction data (input0/, label/)."""

@@ -57,6 +57,11 @@ def test_tagger_finetunes_from_our_checkpoint_and_logs_map(sound_corpus, tmp_pat
     match = re.search(r"on valid \(12 items\): mAP ([\d.]+)", proc.stdout)
     assert match and float(match.group(1)) == pytest.approx(float(max(maps)), abs=0.05)
     assert len(re.findall(r"^  +[\d.]+  \S", proc.stdout, re.M)) == 3  # --top 3: the three best classes
+    # the demos call the scorer directly (not through evaluate()): same mAP, no autograd in the way
+    from d2v_fairseq.evaluation import evaluate_tags
+
+    direct = evaluate_tags(str(tmp_path / "ft" / "checkpoint_best.pt"), sound_corpus, "valid")
+    assert direct["mAP"] == pytest.approx(float(match.group(1)), abs=0.01)
 
 
 def test_tagger_finetunes_from_a_reference_written_checkpoint(sound_corpus, tmp_path):

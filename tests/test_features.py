@@ -98,3 +98,12 @@ def test_probe_finds_pitch_and_writes_the_plot(checkpoint, clips, tmp_path):
     assert max(results["reference"]) >= 80.0  # low and high tones are linearly separable in some layer
     assert (tmp_path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert format_table(results).splitlines()[0].split() == ["layer", "reference", "random"]
+
+
+def test_probe_command_prints_the_table(checkpoint, clips, tmp_path):
+    proc = run_cli([os.path.join(os.path.dirname(sys.executable), "d2v"), "probe", str(clips / "table.tsv"),
+                    "--label-column", "pitch", "--group-column", "group", "--ckpt", f"ref={checkpoint}",
+                    "--plot", str(tmp_path / "p.png")])
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("20 train, 4 test items; majority class")  # 2 of the 12 groups held out
+    assert lines[1].split() == ["layer", "ref"] and os.path.isfile(tmp_path / "p.png")

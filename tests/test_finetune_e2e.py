@@ -108,6 +108,19 @@ def test_ctc_emissions_do_not_depend_on_the_batch(demo_corpus, finetuned):
         assert any(e.shape == alone.shape and torch.allclose(e, alone, atol=1e-4) for e in by_length[entry.num_samples])
 
 
+def test_transcribe_command_reads_any_rate_and_channels(demo_corpus, finetuned, tmp_path):
+    wave, rate = sf.read(os.path.join(demo_corpus, "wav", "test_0000.wav"), dtype="float32")
+    import soxr
+
+    sf.write(str(tmp_path / "stereo44k.flac"), np.stack([soxr.resample(wave, rate, 44100)] * 2, 1), 44100)
+    proc = run_cli([os.path.join(VENV_BIN, "d2v"), "transcribe", f"{finetuned}/ft/checkpoint_best.pt",
+                    os.path.join(demo_corpus, "wav", "test_0000.wav"), str(tmp_path / "stereo44k.flac")])
+    lines = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    assert [os.path.basename(path) for path, _ in lines] == ["test_0000.wav", "stereo44k.flac"]
+    asr = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus)
+    assert lines[0][1] == asr.transcribe(wave)  # the command is the Transcriber
+
+
 def test_tuning_command_reports_the_best_pair(demo_corpus, finetuned):
     proc = run_cli([sys.executable, "-m", "d2v_fairseq", "tune-lm", f"{finetuned}/ft/checkpoint_best.pt",
                     str(demo_corpus), "--subset", "valid", "--lm", f"{finetuned}/lm.arpa",

@@ -44,3 +44,4 @@ def test_seed_comparison_prints_each_seed_and_the_mean(capsys):
     print_seed_comparison({k: v[:1] for k, v in runs.items()}, [("mAP", "mAP", False)], "mAP", "400 test clips")
     out = capsys.readouterr().out
     assert "per fine-tuning seed" not in out and "pre-training wins: +2.6 mAP points (400 test clips)\n" in out
+
