@@ -31,6 +31,12 @@ def test_reference_checkpoint_gives_the_reference_features_and_loss(reference_di
     assert model.teacher is not None  # the released "_ema" teacher was loaded
     with torch.no_grad():
         feats = model.extract_features(io["source"], io["padding_mask"])["x"]
+        # the unpadded utterance matches; the padded one differs where the reference lets padding
+        # leak through its 3-layer positional conv
+        assert torch.allclose(feats[0], io["features"][0], atol=1e-5)
+        assert not torch.allclose(feats[1], io["features"][1], atol=1e-3)
+        model.cfg.batch_invariant_inference = False  # the switch that reproduces the reference's batch
+        feats = model.extract_features(io["source"], io["padding_mask"])["x"]
         assert torch.allclose(feats, io["features"], atol=1e-5)
         features, padding = model.embed(io["source"], io["padding_mask"])
         mask = io["mask_indices"]
