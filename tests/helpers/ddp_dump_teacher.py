@@ -1,4 +1,4 @@
-"""d2v-hydra-train under torchrun that also saves each rank's teacher and student when
+"""d2v train (launch.hydra_train) under torchrun that also saves each rank's teacher and student when
 fairseq saves a checkpoint (fairseq itself writes checkpoints on rank 0 only).
 
     torchrun --nproc_per_node 2 ddp_dump_teacher.py DUMP_DIR [fairseq-hydra-train args...]
