@@ -15,8 +15,8 @@ def register(sub) -> None:
                          "corpus table (as `d2v prepare speech` reads it), its bad rows left out and counted.")
     p.add_argument("--work", default=None, help="where the data, checkpoints and results go "
                    "(default work/demo, or work/demo-own-speech with --corpus)")
-    p.add_argument("--pretrain-updates", type=int, help="pre-training updates (default 1500; 2000 with --corpus)")
-    p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; 2500 with --corpus)")
+    p.add_argument("--pretrain-updates", type=int, help="pre-training updates (default 1500)")
+    p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; 2000 with --corpus)")
     p.add_argument("--corpus", help="a corpus table (.tsv/.csv with path and text columns), a Kaldi dir or a folder")
     p.add_argument("--group-column", help="--corpus: keep each value's rows in one split (speaker, chapter, level)")
     p.add_argument("--path-column", default="path", help="--corpus: the audio path column")

@@ -29,8 +29,8 @@ WORD_SCORES = (-1.0, 0.0, 1.0)
 
 
 def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_column: Optional[str] = None,
-                    labeled_minutes: Optional[float] = None, pretrain_updates: int = 2000,
-                    finetune_updates: int = 2500, path_column: str = "path", text_column: str = "text",
+                    labeled_minutes: Optional[float] = None, pretrain_updates: int = 1500,
+                    finetune_updates: int = 2000, path_column: str = "path", text_column: str = "text",
                     pretraining: str = "real_cpu", finetuning: str = "real_cpu",
                     pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = ()) -> Dict:
     """Runs the pipeline (see the module docstring) in ``work``; returns {starting point:
