@@ -121,6 +121,21 @@ def test_transcribe_command_reads_any_rate_and_channels(demo_corpus, finetuned, 
     assert lines[0][1] == asr.transcribe(wave)  # the command is the Transcriber
 
 
+def test_hub_load_gives_the_fine_tuned_encoders_layers(demo_corpus, finetuned):
+    from d2v_fairseq.hub import load
+
+    reps = load(str(finetuned / "ft" / "checkpoint_best.pt"))
+    asr = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus)
+    wave, _ = sf.read(os.path.join(demo_corpus, "wav", "test_0001.wav"), dtype="float32")
+    source, padding = reps.batch([wave])
+    states, _ = reps.hidden_states(source, padding)
+    assert reps.modality == "speech" and reps.downsample_rate == 320 and len(states) == reps.num_layers
+    with torch.no_grad():  # the CTC model's encoder output is the last layer
+        encoder = asr.model.w2v_encoder.w2v_model.eval()
+        last = encoder.extract_features(source, None)["x"]
+    assert torch.allclose(states[-1], last, atol=1e-5)
+
+
 def test_tuning_command_reports_the_best_pair(demo_corpus, finetuned):
     proc = run_cli([sys.executable, "-m", "d2v_fairseq", "tune-lm", f"{finetuned}/ft/checkpoint_best.pt",
                     str(demo_corpus), "--subset", "valid", "--lm", f"{finetuned}/lm.arpa",

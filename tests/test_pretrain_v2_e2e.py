@@ -33,6 +33,19 @@ def test_v2_pretraining_logs_resumes_exactly_and_fine_tunes_with_ctc(demo_corpus
     assert state["cfg"]["model"]["_name"] == "data2vec2_audio"
     assert "pos_conv.0.0.weight" in state["model"]["_ema"] and "alibi.scale" in state["model"]["_ema"]
 
+    # hub.load gives the 2.0 model's layers, and they do not depend on the batch (ALiBi included)
+    from d2v_fairseq.hub import load
+
+    reps = load(str(tmp_path / "straight" / "checkpoint_last.pt"))
+    wave = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    padding = torch.zeros(2, 8000, dtype=torch.bool)
+    padding[1, 5000:] = True
+    batched, frame_padding = reps.hidden_states(wave, padding)
+    alone, _ = reps.hidden_states(wave[1:, :5000])
+    n = alone[0].size(1)
+    assert reps.num_layers == len(batched) and not frame_padding[1, :n].any()
+    assert max((b[1, :n] - a[0]).abs().max().item() for b, a in zip(batched, alone)) < 1e-4
+
     pretrain(tmp_path, demo_corpus, tmp_path / "resumed", 6)
     pretrain(tmp_path, demo_corpus, tmp_path / "resumed", 12)  # picks up checkpoint_last.pt at 6
     assert_same_student_and_teacher(tmp_path / "straight" / "checkpoint_last.pt",
