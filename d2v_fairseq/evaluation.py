@@ -47,15 +47,21 @@ def checkpoint_kind(cfg) -> str:
 
 
 @torch.no_grad()
-def evaluate(checkpoint: str, data: str, split: Optional[str] = None, **options) -> Dict:
+def evaluate(checkpoint: str, data: str, split: Optional[str] = None, classes: Optional[str] = None,
+             **decoder_args) -> Dict:
     """Scores ``checkpoint`` on ``split`` of ``data`` (see the module docstring); returns the
-    metrics (percent where a rate) with ``kind``, ``split`` and ``n``. ``options``: for CTC, the
-    ``Transcriber``'s decoder options; for images, ``classes`` and ``batch_size``."""
+    metrics (percent where a rate) with ``kind``, ``split`` and ``n``. ``classes``: images'
+    classes.txt; ``decoder_args``: the ``Transcriber``'s decoder options (CTC only)."""
     logging.getLogger("PIL").setLevel(logging.INFO)  # its per-chunk DEBUG lines would flood the output
     kind = checkpoint_kind(read_checkpoint(checkpoint)["cfg"])
     split = split or DEFAULT_SPLITS[kind]
-    scorer = {"ctc": evaluate_ctc, "images": evaluate_images, "tags": evaluate_tags, "text": evaluate_text}[kind]
-    return {"kind": kind, "split": split, **scorer(checkpoint, data, split, **options)}
+    if kind == "ctc":
+        scores = evaluate_ctc(checkpoint, data, split, **decoder_args)
+    elif kind == "images":
+        scores = evaluate_images(checkpoint, data, split, classes=classes)
+    else:
+        scores = {"tags": evaluate_tags, "text": evaluate_text}[kind](checkpoint, data, split)
+    return {"kind": kind, "split": split, **scores}
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .data.corpus import AUDIO_EXTENSIONS
-from .hub import Representations, load
+from .hub import Representations, input_lengths, load
 from .modules.errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -145,9 +145,7 @@ def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", poo
         inputs, padding = reps.batch(values)
         states, out_padding = reps.hidden_states(inputs.to(device), None if padding is None else padding.to(device))
         stacked = torch.stack([states[i] for i in chosen], 1).cpu()  # (B, layers, T, C)
-        lengths = reps.output_lengths([len(v) if reps.modality != "image" else 1 for v in values])
-        if reps.modality == "text":
-            lengths = [len(reps.encode_text(v)) for v in values]
+        lengths = reps.output_lengths(input_lengths(inputs, padding))
         for item, value, feats, n in zip(batch_items, values, stacked, lengths):
             feats = feats[:, :n]  # (layers, T, C): this item's frames only
             if reps.modality == "speech":

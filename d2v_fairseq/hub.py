@@ -206,11 +206,9 @@ class Representations:
             waves = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in items]
             if self.normalize:
                 waves = [F.layer_norm(w, w.shape) for w in waves]
-            return _pad([w for w in waves], 0.0)
+            return _pad(waves, 0.0)
         if self.modality == "text":
-            tokens = [self.encode_text(t) for t in items]
-            source, padding = _pad(tokens, self.dictionary.pad())
-            return source, None  # the model finds its padding from the pad index
+            return _pad([self.encode_text(t) for t in items], self.dictionary.pad())
         from .data.images import load_eval_image
 
         return torch.stack([load_eval_image(path, self.image_size) for path in items]), None
@@ -229,12 +227,20 @@ class Representations:
         return torch.cat([torch.tensor([self.dictionary.bos()]), ids])
 
     def output_lengths(self, input_lengths: Sequence[int]) -> List[int]:
-        """Output steps for inputs of these lengths (samples, tokens; images: CLS + patches)."""
+        """Output steps for inputs of these lengths (samples, tokens; images: CLS + patches);
+        ``input_lengths`` of a ``batch``: its row lengths (``input_lengths(batch)``)."""
         if self.modality == "speech":
             return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
         if self.modality == "text":
             return list(input_lengths)
         return [self.encoder.patch_embed.num_patches + 1 for _ in input_lengths]
+
+
+def input_lengths(batch: torch.Tensor, padding: Optional[torch.Tensor]) -> List[int]:
+    """Each row's length in a ``Representations.batch`` (samples or tokens; 1 for an image)."""
+    if batch.dim() == 4:
+        return [1] * batch.size(0)
+    return ((~padding).sum(-1) if padding is not None else torch.full((batch.size(0),), batch.size(1))).tolist()
 
 
 def _pad(rows: Sequence[torch.Tensor], value) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -269,10 +275,9 @@ def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str
         return Representations(model.encoder, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)
     if name == "data2vec_text":
         if sp_model is None:
-            data = str(cfg.task.data).split(":")[0]
-            candidates = [os.path.join(data, "sentencepiece.bpe.model"), os.path.join(data, "..", "sentencepiece.bpe.model"),
-                          os.path.join(data, "input0", "..", "..", "sentencepiece.bpe.model")]
-            sp_model = next((c for c in candidates if os.path.isfile(c)), None)
+            from .data.text import find_sp_model
+
+            sp_model = find_sp_model(cfg.task.data)
         return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model,
                                checkpoint=checkpoint)
     if name in ("data2vec_vision", "data2vec_image_classification"):

@@ -131,12 +131,9 @@ def _tune_lm(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from ..evaluation import checkpoint_kind, evaluate
-    from ..hub import read_checkpoint
+    from ..evaluation import evaluate
 
-    kind = checkpoint_kind(read_checkpoint(args.checkpoint)["cfg"])
-    options = {"ctc": decoder_args(args), "images": {"classes": args.classes}}.get(kind, {})
-    result = evaluate(args.checkpoint, args.data, args.split, **options)
+    result = evaluate(args.checkpoint, args.data, args.split, classes=args.classes, **decoder_args(args))
     per_class = result.pop("per_class", None)
     scores = "  ".join(f"{key} {value:.2f}" for key, value in result.items() if isinstance(value, float))
     print(f"{args.checkpoint} on {result['split']} ({result['n']} items): {scores}")

@@ -92,3 +92,12 @@ def prepare(train: str, valid: str, out: str, vocab_size: int = 50000, sp_model:
         logger.info(f"{path}: {count} lines encoded")
     binarize(out, os.path.join(out, "train.bpe"), os.path.join(out, "valid.bpe"))
     return out
+
+
+def find_sp_model(data_dir: str) -> Optional[str]:
+    """The sentencepiece model ``d2v prepare text`` wrote for binarized data in ``data_dir``
+    (beside its dict.txt, or one folder up, as GLUE's input0/ sits); None when there is none."""
+    data_dir = str(data_dir).split(":")[0]
+    candidates = [os.path.join(data_dir, "sentencepiece.bpe.model"), os.path.join(data_dir, "..", "sentencepiece.bpe.model"),
+                  os.path.join(data_dir, "input0", "..", "..", "sentencepiece.bpe.model")]
+    return next((c for c in candidates if os.path.isfile(c)), None)

@@ -1,11 +1,11 @@
 """Text: ``data2vec_text`` (and its sentence classifier) -> transformers' ``Data2VecTextModel`` /
 ``Data2VecTextForSequenceClassification``, with a tokenizer that gives fairseq's token ids."""
 
-import os
 from typing import Dict
 
 import torch
 
+from ..data.text import find_sp_model
 from .common import NotExportable, dictionary_vocabulary, import_transformers
 
 
@@ -108,8 +108,7 @@ def export_text(model, cfg, task, out_dir: str, sp_model: str = None) -> str:
     dictionary = model.dictionary
     if sp_model is None:
         data = cfg.task.data
-        candidates = [os.path.join(data, "sentencepiece.bpe.model"), os.path.join(data, "..", "sentencepiece.bpe.model")]
-        sp_model = next((c for c in candidates if os.path.isfile(c)), None)
+        sp_model = find_sp_model(data)
         if sp_model is None:
             raise FileNotFoundError(f"no sentencepiece.bpe.model in {data}: pass --sp-model (the model "
                                     "d2v prepare text trained for this checkpoint's data)")
