@@ -7,7 +7,7 @@ D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv demo demo-text demo-vision demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
+.PHONY: venv ablations demo demo-text demo-vision demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
 # sound-theme-freedesktop (recorded sound events)
@@ -78,3 +78,15 @@ bench-v2: $(STAMP) espeak
 
 clean-demo:
 	rm -rf $(WORK)
+
+# the paper's ablations (top-k, target point, teacher context) on the demo data, each study's
+# table in work/ablations/MODALITY/results.json and its plot beside it; resumes where it stopped
+ABLATE_SEEDS ?= 2
+ablations: $(STAMP) espeak
+	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/vision
+	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/speech
+	$(D2V) ablate target --modality speech --values ffn,ffn-residual,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/speech
+	$(D2V) ablate context --modality vision --values 1,2,full --seeds $(ABLATE_SEEDS) --work work/ablations/vision
+	$(D2V) ablate context --modality speech --values 2,8,full --seeds $(ABLATE_SEEDS) --work work/ablations/speech
+	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/text
+	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/vision

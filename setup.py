@@ -31,7 +31,7 @@ setup(
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["d2v_fairseq", "d2v_fairseq.*"]),
     # the example hydra configs ship inside the package: `d2v configs` prints where
-    package_data={"d2v_fairseq": ["configs/*/*/*.yaml"]},
+    package_data={"d2v_fairseq": ["configs/*/*.yaml", "configs/*/*/*.yaml"]},
     install_requires=requirements("requirements.txt"),
     extras_require={
         "hf": ["transformers==5.24.0"],  # d2v export

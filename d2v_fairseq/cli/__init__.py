@@ -11,9 +11,9 @@ import sys
 from typing import List, Optional
 
 from ..environment import FAIRSEQ_INSTALL, fairseq_available
-from . import data, demo, models, train
+from . import ablate, data, demo, models, train
 
-COMMANDS = (data, models, demo, train)
+COMMANDS = (data, models, demo, ablate, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,15 +99,17 @@ def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple],
 
 
 def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
-                modality: str = "audio", config_name: str = "tiny_cpu") -> None:
+                modality: str = "audio", config_name: str = "tiny_cpu", show=SHOW) -> None:
     """``d2v train`` (fairseq-hydra-train) with the installed config
-    MODALITY/CONFIG_DIR/CONFIG_NAME.yaml, unless ``save_dir`` already holds that many updates
-    (fairseq itself would resume and run one more)."""
+    MODALITY/CONFIG_DIR/CONFIG_NAME.yaml (an absolute CONFIG_DIR is taken as it is), unless
+    ``save_dir`` already holds that many updates (fairseq itself would resume and run one more);
+    ``show``: which log lines to print (see ``run``)."""
     done = trained_updates(save_dir)
     if done >= updates:
-        print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
+        if show:
+            print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
         return
     cmd = [sys.executable, "-m", "d2v_fairseq", "train", "--config-dir", os.path.join(config_root(), modality, config_dir),
            "--config-name", config_name, f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
            f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
-    run(cmd, log_path)
+    run(cmd, log_path, show)

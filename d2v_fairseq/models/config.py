@@ -26,13 +26,15 @@ class Data2VecSharedConfig(FairseqDataclass):
         default="ffn",
         metadata={
             "help": "which output of each teacher block is a target: ffn (feed-forward output "
-            "before the last residual, the paper's choice), attn (self-attention output), "
-            "block (the block's output)"
+            "before the last residual, the paper's choice), ffn-residual (after that residual, "
+            "before the block's last LayerNorm), attn (self-attention output), block (the "
+            "block's output)"
         },
     )
-    teacher_attention_window: int = field(
+    teacher_attention_window: float = field(
         default=0,
-        metadata={"help": "if > 0, the teacher's self-attention sees only +-N steps (ablation)"},
+        metadata={"help": "ablation: the teacher's self-attention sees only +-N steps (N >= 1; patches "
+                  "on the grid for images) or +-that fraction of the input (0 < N < 1); 0: the whole input"},
     )
     instance_norm_target_layer: bool = field(
         default=False, metadata={"help": "instance-normalize each target block output (speech)"}

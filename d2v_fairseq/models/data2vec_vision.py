@@ -139,7 +139,8 @@ class Data2VecVisionModel(Data2VecModel):
 
     def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
         """The teacher's chosen feature of every block, each (B, 1 + N, D)."""
-        _, captured = blocks(features, capture=self.cfg.target_feature)
+        _, captured = blocks(features, capture=self.cfg.target_feature,
+                             attention_window=self.cfg.teacher_attention_window)
         return captured
 
 

@@ -3,8 +3,11 @@ for speech, ``TransformerEncoderLayerBase`` for text) with what data2vec needs o
 
 * the output of every block at a chosen point (the paper's ablation, sec. 5.3 / table 4):
   ``ffn`` the feed-forward output before the last residual connection (the default),
+  ``ffn-residual`` the feed-forward output after its residual, before the block's last
+  LayerNorm (in a pre-LN block, where no LayerNorm follows, this is the block's output),
   ``attn`` the self-attention output before its residual, ``block`` the block's output;
-* an optional local self-attention window of +-N steps (the contextualization ablation);
+* an optional local self-attention window of +-N steps, or of a fraction of the sequence
+  (the contextualization ablation);
 * layerdrop drawn from torch's RNG, which fairseq reseeds every update, so runs repeat.
 
 Neither layer's ``forward`` exposes the feed-forward output before its residual (nor, for
@@ -18,11 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TARGET_FEATURES = ("ffn", "attn", "block")
+TARGET_FEATURES = ("ffn", "ffn-residual", "attn", "block")
 
 
-def local_attention_mask(length: int, window: int, device: torch.device) -> Optional[torch.Tensor]:
-    """Additive mask (T, T): 0 where |i - j| <= window, -inf elsewhere; None for window <= 0."""
+def window_steps(window: float, length: int) -> int:
+    """A teacher attention window in steps: ``window`` >= 1 is a number of steps, 0 < ``window``
+    < 1 a fraction of ``length`` (at least one step); 0 means the whole input (returns 0)."""
+    if window < 0:
+        raise ValueError(f"model config: teacher_attention_window={window} must be >= 0")
+    if window >= 1:
+        return int(window)
+    return max(1, round(window * length)) if window > 0 else 0
+
+
+def local_attention_mask(length: int, window: float, device: torch.device) -> Optional[torch.Tensor]:
+    """Additive mask (T, T): 0 where |i - j| <= the window (``window_steps``), -inf elsewhere;
+    None for window 0 (the whole input)."""
+    window = window_steps(window, length)
     if window <= 0:
         return None
     pos = torch.arange(length, device=device)
@@ -46,7 +61,7 @@ def run_block(
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """One Transformer block on ``x`` (T, B, C).
 
-    Returns the block output (T, B, C) and {"attn", "ffn", "block"} each (T, B, C).
+    Returns the block output (T, B, C) and {"attn", "ffn", "ffn-residual", "block"} each (T, B, C).
     """
     pre_ln, drop_attn, drop_inner, drop_ffn = _block_parts(layer)
     residual = x
@@ -63,9 +78,10 @@ def run_block(
         x = layer.final_layer_norm(x)
     ffn = layer.fc2(drop_inner(layer.activation_fn(layer.fc1(x))))
     x = residual + drop_ffn(ffn)
+    ffn_residual = x
     if not pre_ln:
         x = layer.final_layer_norm(x)
-    return x, {"attn": attn, "ffn": ffn, "block": x}
+    return x, {"attn": attn, "ffn": ffn, "ffn-residual": ffn_residual, "block": x}
 
 
 def run_blocks(
@@ -74,7 +90,7 @@ def run_blocks(
     padding_mask: Optional[torch.Tensor],
     *,
     capture: Optional[str] = None,
-    attention_window: int = 0,
+    attention_window: float = 0,
     layerdrop: float = 0.0,
     attn_bias: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:

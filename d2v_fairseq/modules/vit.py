@@ -6,7 +6,8 @@ stochastic depth (drop path). Attention runs through torch's ``scaled_dot_produc
 
 Every block returns its output and the features data2vec may regress (see ``TARGET_FEATURES``
 in ``transformer.py``): ``attn`` and ``ffn`` are the layer-scaled branch outputs before their
-residual, ``block`` the residual stream after the block (the vision release's targets).
+residual, ``block`` the residual stream after the block (the vision release's targets); in
+these pre-LN blocks ``ffn-residual`` is that same residual stream.
 The parameter layout (``qkv`` + ``q_bias``/``v_bias``, ``gamma_1``/``gamma_2``,
 ``relative_position_bias_table``) is BEiT's, which ``export.py`` maps to transformers.
 """
@@ -154,7 +155,7 @@ class Block(nn.Module):
         if self.gamma_2 is not None:
             ffn = self.gamma_2 * ffn
         x = x + self.drop_path(ffn)
-        return x, {"attn": attn, "ffn": ffn, "block": x}
+        return x, {"attn": attn, "ffn": ffn, "ffn-residual": x, "block": x}
 
 
 class VisionTransformer(nn.Module):
@@ -181,10 +182,36 @@ class VisionTransformer(nn.Module):
         for block, rate in zip(self.blocks, torch.linspace(0, drop_path, len(self.blocks)).tolist()):
             block.drop_path.prob = rate
 
-    def forward(self, x: torch.Tensor, capture: Optional[str] = None, layers: Optional[int] = None):
+    def forward(self, x: torch.Tensor, capture: Optional[str] = None, layers: Optional[int] = None,
+                attention_window: float = 0):
         """``x`` (B, N+1, D), CLS first -> the last block's output (B, N+1, D) and, with ``capture``,
-        that feature of every block (each (B, N+1, D)); ``layers`` stops after that many blocks."""
-        return run_vit_blocks(self.blocks[:layers] if layers else self.blocks, x, self.rel_pos_bias(), capture)
+        that feature of every block (each (B, N+1, D)); ``layers`` stops after that many blocks;
+        ``attention_window`` (see ``grid_attention_mask``) restricts every block's attention."""
+        bias = self.rel_pos_bias()
+        window = grid_attention_mask(self.rel_pos_bias.grid, attention_window, x.device)
+        if window is not None:
+            bias = bias + window
+        return run_vit_blocks(self.blocks[:layers] if layers else self.blocks, x, bias, capture)
+
+
+def grid_attention_mask(grid: Tuple[int, int], window: float, device: torch.device) -> Optional[torch.Tensor]:
+    """Additive mask (N+1, N+1) for CLS + N = gh * gw patches: a patch attends to the patches
+    within ``window`` rows and columns of it (Chebyshev distance; 0 < ``window`` < 1: that
+    fraction of the grid's side, at least 1), the CLS token only to itself, and no patch to the
+    CLS token, which would otherwise carry the whole image in one step. None for window 0."""
+    from .transformer import window_steps
+
+    steps = window_steps(window, max(grid))
+    if steps <= 0:
+        return None
+    gh, gw = grid
+    rows, cols = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
+    rows, cols = rows.flatten(), cols.flatten()  # (N,)
+    far = torch.maximum((rows[:, None] - rows[None, :]).abs(), (cols[:, None] - cols[None, :]).abs()) > steps
+    blocked = torch.ones(gh * gw + 1, gh * gw + 1, dtype=torch.bool, device=device)
+    blocked[1:, 1:] = far
+    blocked[0, 0] = False
+    return torch.zeros(blocked.shape, device=device).masked_fill(blocked, float("-inf"))
 
 
 def run_vit_blocks(blocks, x: torch.Tensor, bias: Optional[torch.Tensor], capture: Optional[str] = None):

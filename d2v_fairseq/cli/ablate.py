@@ -1,0 +1,34 @@
+"""``d2v ablate STUDY``: the paper's ablations (top-k, target, context), a table and a plot."""
+
+import argparse
+import logging
+
+
+def register(sub) -> None:
+    """Adds ``ablate`` to the ``d2v`` subparsers ``sub``."""
+    p = sub.add_parser(
+        "ablate", help="run one of the paper's ablations: top-k, target or context; table and plot",
+        description="For every setting and pre-training seed: pre-train, fine-tune and score with the modality's "
+        "study recipe (the demo's data and an 8-block model) or --recipe. Runs are keyed by their resolved "
+        "configs, data and seed: finished runs are reused, interrupted ones resume.")
+    p.add_argument("study", choices=("top-k", "target", "context"),
+                   help="top-k: K top blocks averaged; target: ffn, ffn-residual, attn, block; "
+                   "context: teacher attention window (steps, fraction of the input, or full)")
+    p.add_argument("--modality", choices=("speech", "text", "vision"),
+                   help="the modality (its default recipe); optional with --recipe")
+    p.add_argument("--values", help="comma-separated settings, e.g. 1,2,4,8 or ffn,block or 2,8,32,full "
+                   "(default: every K up to the depth; every target point; the recipe's context values)")
+    p.add_argument("--seeds", type=int, default=3, help="pre-training seeds per setting (fine-tuning uses the same seed)")
+    p.add_argument("--work", help="where data, runs, results.json and the plot go (default work/ablations/MODALITY)")
+    p.add_argument("--recipe", help="a study recipe YAML (see `d2v configs ablations`): pre-training and "
+                   "fine-tuning configs, update counts, data, metric")
+    p.add_argument("--plot", help="the PNG to write (default WORK/STUDY.png)")
+    p.set_defaults(func=_ablate, log_level=logging.WARNING)
+
+
+def _ablate(args: argparse.Namespace) -> None:
+    from ..demos.ablation import StudyError, run_study
+
+    if args.modality is None and args.recipe is None:
+        raise StudyError("give --modality (speech, text, vision) or --recipe")
+    run_study(args.study, args.modality, args.values, args.seeds, args.work, args.recipe, args.plot)

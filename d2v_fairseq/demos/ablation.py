@@ -1,0 +1,508 @@
+"""The paper's ablations as studies anyone can rerun (Baevski et al., 2022, sec. 5.3):
+
+* ``top-k``: how many of the teacher's top blocks the target averages (``average_top_k_layers``);
+* ``target``: which point of the teacher's block is the target (``target_feature``: ``ffn``,
+  ``ffn-residual``, ``attn``, ``block``);
+* ``context``: how much of the input the teacher's self-attention sees
+  (``teacher_attention_window``: steps, a fraction of the input, or ``full``).
+
+A study runs, for every setting and pre-training seed, one pre-training and one fine-tuning +
+scoring with a *recipe* (``configs/ablations/MODALITY.yaml`` by default: the demo's data and a
+narrow 8-block model; ``--recipe FILE`` for another). Every run lives in a directory keyed by
+what determines it: the resolved pre-training config (overrides, update count, seed) and a
+fingerprint of the data; the fine-tuning directory below it is keyed the same way. A finished
+run is reused, a changed setting gets a new directory, an interrupted one resumes from its
+``checkpoint_last.pt``. Settings that resolve to the same config (``K = 8`` in ``top-k`` and
+``ffn`` in ``target``) share one run.
+
+    d2v ablate top-k --modality vision --values 1,4 --seeds 1 --work W
+
+prints one row per setting (score per seed, mean, std), writes W/STUDY.png and the table into
+W/results.json.
+"""
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..environment import config_root
+from ..modules.errors import InputError
+from ..modules.transformer import TARGET_FEATURES
+from .common import hydra_train
+
+
+class StudyError(InputError):
+    """A study that cannot run as asked (bad ``--values``, recipe or work dir)."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """One ablation: the model config key it varies, how to read its values, the paper's finding."""
+
+    name: str
+    key: str
+    short: str
+    label: str
+    paper: str
+
+
+STUDIES = {
+    "top-k": Study("top-k", "model.average_top_k_layers", "K", "K: top blocks averaged into the target",
+                   "paper (Base, all modalities): averaging several top blocks beats K=1, markedly for speech "
+                   "and text, slightly for images; all blocks is only a little worse than the best K"),
+    "target": Study("target", "model.target_feature", "target", "point of the teacher's block used as target",
+                    "paper (speech, reduced setup, WER): attn 100.0, ffn 13.1, ffn-residual 14.8, block 14.5"),
+    "context": Study("context", "model.teacher_attention_window", "window", "teacher context (attention window)",
+                     "paper (speech and images): the more context the teacher sees, the better; the whole "
+                     "input is best"),
+}
+MODALITIES = ("speech", "text", "vision")
+# the config key that holds the model's depth, per pre-training model
+DEPTH_KEYS = ("model.encoder_layers", "model.transformer.encoder.layers", "model.depth")
+LOWER_IS_BETTER = ("wer", "cer")
+
+
+@dataclass
+class Stage:
+    """A training stage of a recipe: a hydra config file, its update count and overrides (which
+    may name ``{data}``, ``{pretrained}``, ``{updates}`` and ``{seed}``)."""
+
+    config: str
+    updates: int
+    overrides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Recipe:
+    """What a study runs for each setting: pre-training, fine-tuning, scoring."""
+
+    path: str
+    modality: str
+    pretrain: Stage
+    finetune: Stage
+    score_data: str
+    score_split: str
+    metric: str
+    data: Optional[str] = None
+    default_values: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+
+def default_recipe(modality: str) -> str:
+    """The installed study recipe of ``modality``."""
+    return os.path.join(config_root(), "ablations", f"{modality}.yaml")
+
+
+def load_recipe(path: str) -> Recipe:
+    """Reads a recipe YAML (see ``configs/ablations/speech.yaml``); errors name the file and key."""
+    from omegaconf import OmegaConf
+
+    if not os.path.isfile(path):
+        raise StudyError("no such recipe file", path=path)
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+    def need(section: dict, key: str, where: str):
+        if not isinstance(section, dict) or key not in section:
+            raise StudyError(f"recipe key {where}{key} is missing", path=path)
+        return section[key]
+
+    def stage(name: str) -> Stage:
+        section = need(raw, name, "")
+        config = need(section, "config", f"{name}.")
+        config = config if os.path.isabs(config) else os.path.join(
+            os.path.dirname(os.path.abspath(path)) if os.path.isfile(os.path.join(os.path.dirname(path), config))
+            else config_root(), config)
+        if not os.path.isfile(config):
+            raise StudyError(f"recipe key {name}.config: no such config file {config}", path=path)
+        return Stage(config, int(need(section, "updates", f"{name}.")), [str(o) for o in section.get("overrides") or []])
+
+    modality = need(raw, "modality", "")
+    if modality not in MODALITIES:
+        raise StudyError(f"recipe key modality: {modality!r} is not one of {', '.join(MODALITIES)}", path=path)
+    score = need(raw, "score", "")
+    return Recipe(os.path.abspath(path), modality, stage("pretrain"), stage("finetune"),
+                  str(need(score, "data", "score.")), str(score.get("split", "test")),
+                  str(need(score, "metric", "score.")), raw.get("data"),
+                  {k: str(v) for k, v in (raw.get("values") or {}).items()})
+
+
+# ---------------------------------------------------------------- settings
+
+
+def resolved_config(stage: Stage, substitutions: Dict[str, str], extra: Sequence[str] = ()) -> dict:
+    """The stage's config file with its overrides (and ``extra``) applied, as a plain dict."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(stage.config)
+    dotlist = [substitute(o, substitutions).lstrip("+") for o in [*stage.overrides, *extra]]
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def substitute(text: str, substitutions: Dict[str, str]) -> str:
+    """``text`` with each ``{name}`` replaced by its value."""
+    for name, value in substitutions.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def lookup(cfg: dict, dotted: str):
+    """``cfg["a"]["b"]`` for ``"a.b"``; None when absent."""
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def model_depth(recipe: Recipe) -> int:
+    """The number of blocks of the recipe's pre-training model."""
+    cfg = resolved_config(recipe.pretrain, {})
+    for key in DEPTH_KEYS:
+        depth = lookup(cfg, key)
+        if depth is not None:
+            return int(depth)
+    raise StudyError(f"the pre-training config names no depth (one of {', '.join(DEPTH_KEYS)})",
+                     path=recipe.pretrain.config)
+
+
+def parse_values(study: Study, text: Optional[str], recipe: Recipe) -> List[str]:
+    """The study's settings from ``--values`` (or the recipe's default), checked; returned as the
+    config values to set. Raises StudyError naming the bad value before anything runs."""
+    text = text or recipe.default_values.get(study.name)
+    if study.name == "top-k":
+        depth = model_depth(recipe)
+        if not text:
+            return [str(k) for k in range(1, depth + 1)]
+    if not text:
+        text = ",".join(TARGET_FEATURES) if study.name == "target" else None
+    if not text:
+        raise StudyError(f"--values is needed for the {study.name} study (e.g. 2,8,32,full)")
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise StudyError(f"--values {text!r} names no setting")
+    if len(set(values)) != len(values):
+        raise StudyError(f"--values {text!r} names a setting twice")
+    for value in values:
+        if study.name == "top-k":
+            if not value.isdigit() or not 1 <= int(value) <= depth:
+                raise StudyError(f"--values: K={value} is not a whole number from 1 to the model's depth {depth}")
+        elif study.name == "target":
+            if value not in TARGET_FEATURES:
+                raise StudyError(f"--values: {value!r} is not a target point; choose from {', '.join(TARGET_FEATURES)}")
+        else:
+            if value != "full" and not _is_window(value):
+                raise StudyError(f"--values: {value!r} is not a teacher context: a number of steps (>= 1), "
+                                 "a fraction of the input (0 < f < 1) or full")
+    return values
+
+
+def _is_window(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return (0 < number < 1) or (number >= 1 and number == int(number))
+
+
+def config_value(study: Study, value: str) -> str:
+    """The value a setting gives the config key (``full`` context is window 0)."""
+    return "0" if study.name == "context" and value == "full" else value
+
+
+# ---------------------------------------------------------------- keying
+
+
+def data_fingerprint(path: str) -> str:
+    """A hash of every file under ``path`` (name, size, contents; files over 4 MiB by size and
+    their first and last MiB), so that changed data never reuses a run."""
+    digest = hashlib.sha256()
+    paths = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+    for file in paths:
+        size = os.path.getsize(file)
+        digest.update(f"{os.path.relpath(file, path)}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            if size <= 4 << 20:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(1 << 20))
+                f.seek(-(1 << 20), os.SEEK_END)
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def run_key(resolved: dict, **inputs) -> str:
+    """A short hash of a resolved config (its paths to the work dir left out) and ``inputs``."""
+    resolved = json.loads(json.dumps(resolved, default=str))
+    for section, key in (("common", "user_dir"), ("checkpoint", "save_dir"), ("checkpoint", "restore_file"),
+                         ("task", "data"), ("model", "w2v_path"), ("model", "model_path")):
+        if isinstance(resolved.get(section), dict):
+            resolved[section].pop(key, None)
+    blob = json.dumps({"config": resolved, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class RunResult:
+    """One (setting, seed) of a study: its score dict and whether it was reused."""
+
+    value: str
+    seed: int
+    scores: Dict[str, float]
+    reused: bool
+    run_dir: str
+
+
+def prepare_data(recipe: Recipe, work: str) -> str:
+    """The recipe's data dir; the modality's demo data built under WORK/data when it names none."""
+    if recipe.data:
+        if not os.path.exists(recipe.data):
+            raise StudyError(f"recipe key data: no such path {recipe.data}", path=recipe.path)
+        return os.path.abspath(recipe.data)
+    out = os.path.join(work, "data")
+    if recipe.modality == "speech":
+        from .speech_corpus import build_corpus
+
+        build_corpus(out)
+    elif recipe.modality == "vision":
+        from .vision import build_data
+
+        return build_data(out)  # its manifests folder
+    else:
+        from .text import build_data
+
+        build_data(out, {"train": 40, "valid": 20, "test": 100}, 4000)
+    return out
+
+
+class WorkLock:
+    """WORK/.lock holding this process's id: two studies never share one work dir at once."""
+
+    def __init__(self, work: str):
+        self.path = os.path.join(work, ".lock")
+
+    def __enter__(self):
+        if os.path.isfile(self.path):
+            pid = int(open(self.path).read().strip() or 0)
+            if pid and pid != os.getpid() and _alive(pid):
+                raise StudyError(f"another study (pid {pid}) is running in this work dir; wait for it or use "
+                                 "another --work", path=os.path.dirname(self.path))
+        with open(self.path, "w") as f:
+            f.write(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+class Progress:
+    """One line per run stage: study, setting, seed, stage, elapsed time and the study's ETA
+    (from the mean time of the runs trained so far)."""
+
+    def __init__(self, study: Study, modality: str, total: int):
+        self.study, self.modality, self.total = study, modality, total
+        self.start = time.time()
+        self.trained: List[float] = []
+        self.done = 0
+
+    def line(self, value: str, seed: int, what: str) -> None:
+        elapsed = time.time() - self.start
+        left = self.total - self.done
+        eta = f"ETA {_minutes(left * sum(self.trained) / len(self.trained))}" if self.trained else "ETA ?"
+        print(f"[{self.study.name} {self.modality}] {value} seed {seed} (run {self.done + 1}/{self.total}): "
+              f"{what} | {_minutes(elapsed)} elapsed, {eta}", flush=True)
+
+    def finished(self, seconds: Optional[float]) -> None:
+        self.done += 1
+        if seconds is not None:
+            self.trained.append(seconds)
+
+
+def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, work: str,
+                progress: Progress, score: Callable[[str, str, str], Dict]) -> RunResult:
+    """Pre-trains, fine-tunes and scores one (setting, seed), reusing what is already done."""
+    start = time.time()
+    # ++: set the key whether or not the config file names it
+    setting = [f"++{study.key}={config_value(study, value)}", f"common.seed={seed}",
+               f"optimization.max_update={recipe.pretrain.updates}"]
+    fingerprint = data_fingerprint(data)
+    subst = {"data": data, "seed": str(seed)}
+    pre_cfg = resolved_config(recipe.pretrain, subst, setting)
+    pre_key = run_key(pre_cfg, data=fingerprint)
+    run_dir = os.path.join(work, "runs", f"{recipe.modality}-{pre_key}")
+    pre_dir = os.path.join(run_dir, "pretrain")
+    pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
+    ft_subst = {**subst, "pretrained": pretrained, "updates": str(recipe.finetune.updates)}
+    ft_extra = [f"common.seed={seed}", f"optimization.max_update={recipe.finetune.updates}"]
+    ft_key = run_key(resolved_config(recipe.finetune, ft_subst, ft_extra), pretrain=pre_key, data=fingerprint)
+    ft_dir = os.path.join(run_dir, f"finetune-{ft_key}")
+    score_path = os.path.join(ft_dir, f"score-{recipe.score_split}.json")
+    label = f"{study.short}={value}"
+    if os.path.isfile(score_path):
+        with open(score_path) as f:
+            scores = json.load(f)
+        progress.line(label, seed, f"reused {os.path.relpath(ft_dir, work)}: {recipe.metric} {scores[recipe.metric]:.2f}")
+        progress.finished(None)
+        return RunResult(value, seed, scores, True, run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "run.json"), "w") as f:
+        json.dump({"modality": recipe.modality, "setting": {study.key: config_value(study, value)}, "seed": seed,
+                   "data": data, "data_fingerprint": fingerprint, "pretrain_config": pre_cfg}, f, indent=1, default=str)
+    progress.line(label, seed, f"pre-training {recipe.pretrain.updates} updates in {os.path.relpath(run_dir, work)}")
+    hydra_train(os.path.dirname(recipe.pretrain.config), pre_dir, recipe.pretrain.updates,
+                [substitute(o, subst) for o in recipe.pretrain.overrides] + setting,
+                os.path.join(run_dir, "pretrain.log"), modality="",
+                config_name=os.path.splitext(os.path.basename(recipe.pretrain.config))[0], show=())
+    progress.line(label, seed, f"fine-tuning {recipe.finetune.updates} updates")
+    hydra_train(os.path.dirname(recipe.finetune.config), ft_dir, recipe.finetune.updates,
+                [substitute(o, ft_subst) for o in recipe.finetune.overrides] + ft_extra,
+                os.path.join(ft_dir + ".log"), modality="",
+                config_name=os.path.splitext(os.path.basename(recipe.finetune.config))[0], show=())
+    scores = score(os.path.join(ft_dir, "checkpoint_best.pt"), substitute(recipe.score_data, subst), recipe.score_split)
+    scores = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+    with open(score_path, "w") as f:
+        json.dump(scores, f, indent=1)
+    seconds = time.time() - start
+    progress.line(label, seed, f"{recipe.metric} {scores[recipe.metric]:.2f} ({_minutes(seconds)})")
+    progress.finished(seconds)
+    return RunResult(value, seed, scores, False, run_dir)
+
+
+def summarize(study: Study, recipe: Recipe, results: List[RunResult]) -> List[Dict]:
+    """One row per setting: the metric per seed, its mean and standard deviation (n - 1)."""
+    rows = []
+    for value in dict.fromkeys(r.value for r in results):
+        runs = [r for r in results if r.value == value]
+        scores = [r.scores[recipe.metric] for r in runs]
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
+        extra = {key: sum(r.scores[key] for r in runs) / len(runs)
+                 for key in runs[0].scores if key not in (recipe.metric, "n")}
+        rows.append({"value": value, "seeds": [r.seed for r in runs], "scores": scores, "mean": mean, "std": std,
+                     "other_means": extra})
+    return rows
+
+
+def format_table(study: Study, recipe: Recipe, rows: List[Dict]) -> str:
+    """The study's table as text: setting, the metric per seed, mean, std."""
+    seeds = max(len(r["scores"]) for r in rows)
+    head = f"{study.short:>14s}" + "".join(f"{'seed ' + str(i + 1):>9s}" for i in range(seeds))
+    head += f"{'mean':>9s}{'std':>8s}"
+    lines = [f"{study.name} ({recipe.modality}): {recipe.metric} on {recipe.score_split} "
+             f"({'lower' if recipe.lower_is_better else 'higher'} is better)", head]
+    for r in rows:
+        cells = "".join(f"{s:>9.2f}" for s in r["scores"]) + " " * 9 * (seeds - len(r["scores"]))
+        lines.append(f"{r['value']:>14s}{cells}{r['mean']:>9.2f}{r['std']:>8.2f}")
+    return "\n".join(lines)
+
+
+def plot_study(study: Study, recipe: Recipe, rows: List[Dict], path: str) -> None:
+    """The metric against the setting, error bars over seeds (one std), the paper's finding below."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    labels = [r["value"] for r in rows]
+    numeric = study.name == "top-k"
+    xs = [int(v) for v in labels] if numeric else list(range(len(rows)))
+    ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], marker="o", capsize=4,
+                linestyle="-" if numeric else "none")
+    for x, r in zip(xs, rows):
+        ax.scatter([x] * len(r["scores"]), r["scores"], color="gray", s=10, alpha=0.6, zorder=3)
+    if not numeric:
+        ax.set_xticks(xs, labels)
+    elif len(xs) > 1:
+        ax.set_xticks(xs)
+    ax.set_xlabel(study.label)
+    ax.set_ylabel(f"{recipe.metric} ({recipe.score_split}, {'lower' if recipe.lower_is_better else 'higher'} is better)")
+    seeds = max(len(r["scores"]) for r in rows)
+    ax.set_title(f"data2vec {study.name} ablation, {recipe.modality} (mean +- std over {seeds} seed(s))", fontsize=10)
+    fig.text(0.5, 0.01, _wrap(study.paper, 95), ha="center", va="bottom", fontsize=7.5, style="italic")
+    fig.subplots_adjust(bottom=0.25)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def default_score(checkpoint: str, data: str, split: str) -> Dict:
+    """The recipe's score: ``evaluation.evaluate`` picks the metric from the checkpoint."""
+    from ..evaluation import evaluate
+
+    return evaluate(checkpoint, data, split)
+
+
+def run_study(study_name: str, modality: Optional[str] = None, values: Optional[str] = None, seeds: int = 3,
+              work: Optional[str] = None, recipe_path: Optional[str] = None, plot: Optional[str] = None,
+              score: Callable[[str, str, str], Dict] = default_score) -> Dict:
+    """Runs (or reuses) every (setting, seed) of a study and reports it; returns the study's
+    entry of WORK/results.json. See the module docstring."""
+    if study_name not in STUDIES:
+        raise StudyError(f"unknown study {study_name!r}; choose from {', '.join(STUDIES)}")
+    study = STUDIES[study_name]
+    if recipe_path is None:
+        if modality not in MODALITIES:
+            raise StudyError(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}")
+        recipe_path = default_recipe(modality)
+    recipe = load_recipe(recipe_path)
+    if modality is not None and modality != recipe.modality:
+        raise StudyError(f"the recipe is for {recipe.modality}, not --modality {modality}", path=recipe_path)
+    if seeds < 1:
+        raise StudyError(f"--seeds {seeds}: at least one pre-training seed is needed")
+    settings = parse_values(study, values, recipe)
+    work = os.path.abspath(work or os.path.join("work", "ablations", recipe.modality))
+    os.makedirs(work, exist_ok=True)
+    with WorkLock(work):
+        data = prepare_data(recipe, work)
+        progress = Progress(study, recipe.modality, len(settings) * seeds)
+        results = [run_setting(recipe, study, value, seed, data, work, progress, score)
+                   for value in settings for seed in range(1, seeds + 1)]
+    rows = summarize(study, recipe, results)
+    print("\n" + format_table(study, recipe, rows))
+    plot = plot or os.path.join(work, f"{study.name}.png")
+    plot_study(study, recipe, rows, plot)
+    entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "metric": recipe.metric,
+             "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
+             "paper": study.paper, "rows": rows, "plot": os.path.abspath(plot),
+             "runs": [os.path.relpath(r.run_dir, work) for r in results],
+             "seconds": round(time.time() - progress.start, 1)}
+    results_path = os.path.join(work, "results.json")
+    table = json.load(open(results_path)) if os.path.isfile(results_path) else {}
+    table[study.name] = entry
+    with open(results_path, "w") as f:
+        json.dump(table, f, indent=1)
+    print(f"\nplot: {plot}\ntable: {results_path} ({study.name}); {study.paper}")
+    return entry
