@@ -64,6 +64,8 @@ MODALITIES = ("speech", "text", "vision")
 # the config key that holds the model's depth, per pre-training model
 DEPTH_KEYS = ("model.encoder_layers", "model.transformer.encoder.layers", "model.depth")
 LOWER_IS_BETTER = ("wer", "cer")
+# stand-ins for a recipe's placeholders where only the config's shape matters
+PLACEHOLDERS = {"data": "DATA", "pretrained": "PRETRAINED", "updates": "1", "seed": "1"}
 
 
 @dataclass
@@ -106,7 +108,12 @@ def load_recipe(path: str) -> Recipe:
 
     if not os.path.isfile(path):
         raise StudyError("no such recipe file", path=path)
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as error:  # yaml's and omegaconf's parse errors share no base class
+        where = getattr(getattr(error, "problem_mark", None), "line", None)
+        raise StudyError(f"not a recipe YAML ({str(error).splitlines()[0]}); quote values holding {{...}}",
+                         path=path, line=None if where is None else where + 1) from None
 
     def need(section: dict, key: str, where: str):
         if not isinstance(section, dict) or key not in section:
@@ -164,7 +171,7 @@ def lookup(cfg: dict, dotted: str):
 
 def model_depth(recipe: Recipe) -> int:
     """The number of blocks of the recipe's pre-training model."""
-    cfg = resolved_config(recipe.pretrain, {})
+    cfg = resolved_config(recipe.pretrain, PLACEHOLDERS)
     for key in DEPTH_KEYS:
         depth = lookup(cfg, key)
         if depth is not None:

@@ -141,3 +141,38 @@ def test_layer_wise_lr_decay_scales(tmp_path):
     assert model.encoder.teacher is None and model.encoder.final_proj is None
     assert model.encoder.encoder.blocks[-1].drop_path.prob == pytest.approx(0.1)
     assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+
+
+def test_grid_attention_mask_limits_patches_to_their_neighbourhood():
+    import torch
+
+    from d2v_fairseq.modules.vit import grid_attention_mask
+
+    mask = grid_attention_mask((4, 4), 1, torch.device("cpu"))  # (17, 17): CLS + 16 patches
+    assert mask.shape == (17, 17)
+    allowed = mask == 0
+    # patch (1, 1) = index 1 + 5 sees (0..2, 0..2): 9 patches, not CLS, not (3, 3)
+    assert allowed[6, 1:].sum() == 9 and not allowed[6, 0] and not allowed[6, 1 + 15]
+    assert allowed[0, 0] and allowed[0].sum() == 1  # CLS sees only itself
+    assert grid_attention_mask((4, 4), 0, torch.device("cpu")) is None
+    half = grid_attention_mask((4, 4), 0.5, torch.device("cpu"))  # half of the side: +-2 patches
+    assert (half[1, 1:] == 0).sum() == 9  # corner (0, 0) sees rows and columns 0..2
+
+
+def test_teacher_window_changes_the_vision_targets():
+    import torch
+
+    model_full = tiny_vision_model().eval()
+    model_windowed = tiny_vision_model(teacher_attention_window=1).eval()  # same seed: same weights
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features, _ = model_full.embed(images)
+        full = model_full.encode_teacher(features, None, model_full.encoder)
+        windowed = model_windowed.encode_teacher(features, None, model_windowed.encoder)
+        # the first patch's windowed target does not depend on a far patch: perturb the last one
+        far = features.clone()
+        far[:, -1] += 3.0
+        windowed_far = model_windowed.encode_teacher(far, None, model_windowed.encoder)
+    assert len(full) == len(windowed) == 4
+    assert not torch.allclose(full[-1], windowed[-1])
+    assert torch.allclose(windowed[-1][:, 1], windowed_far[-1][:, 1], atol=1e-6)  # 4 blocks x 1 patch < 7

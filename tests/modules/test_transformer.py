@@ -56,3 +56,42 @@ def test_run_block_equals_fairseq_forward_for_text_layers(normalize_before):
     out, feats = run_block(layer, x, padding)
     assert torch.allclose(out, expected, atol=1e-6)
     assert torch.allclose(feats["ffn"], fc_result, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_ffn_residual_target_is_the_stream_before_the_last_layer_norm(layer_norm_first):
+    """ffn-residual by hand: the input after the attention sub-block, plus fc2(gelu(fc1(.)));
+    post-LN: before the final LayerNorm (so the block output is its LayerNorm); pre-LN: the
+    block's output itself."""
+    torch.manual_seed(0)
+    layer = TransformerSentenceEncoderLayer(16, 32, 4, dropout=0.0, attention_dropout=0.0,
+                                            activation_dropout=0.0, activation_fn="gelu",
+                                            layer_norm_first=layer_norm_first).eval()
+    x = torch.randn(5, 2, 16)
+    out, feats = run_block(layer, x, None)
+    a = x if not layer_norm_first else layer.self_attn_layer_norm(x)
+    attn, _ = layer.self_attn(query=a, key=a, value=a, need_weights=False)
+    h = x + attn
+    if not layer_norm_first:
+        h = layer.self_attn_layer_norm(h)
+    f_in = layer.final_layer_norm(h) if layer_norm_first else h
+    expected = h + layer.fc2(torch.nn.functional.gelu(layer.fc1(f_in)))
+    assert torch.allclose(feats["ffn-residual"], expected, atol=1e-5)
+    if layer_norm_first:
+        assert torch.equal(feats["ffn-residual"], out)
+    else:
+        assert torch.allclose(layer.final_layer_norm(feats["ffn-residual"]), out, atol=1e-6)
+        assert not torch.allclose(feats["ffn-residual"], out)
+
+
+def test_window_steps_reads_steps_and_fractions():
+    from d2v_fairseq.modules.transformer import window_steps
+
+    assert window_steps(0, 100) == 0
+    assert window_steps(8, 100) == 8
+    assert window_steps(0.25, 100) == 25
+    assert window_steps(0.001, 100) == 1  # at least one step
+    with pytest.raises(ValueError, match="teacher_attention_window"):
+        window_steps(-1, 10)
+    frac = local_attention_mask(20, 0.1, torch.device("cpu"))  # +-2 steps
+    assert frac[10, 12] == 0 and frac[10, 13] == float("-inf")

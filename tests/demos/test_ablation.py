@@ -1,0 +1,162 @@
+"""``d2v ablate``: argument errors before anything runs, run keying (a changed value or config
+gives a new run, the same one is reused), resume after an interruption, and the table, plot and
+results.json of a two-update vision recipe."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from d2v_fairseq.data.images import prepare
+from d2v_fairseq.demos import ablation
+from d2v_fairseq.demos.ablation import STUDIES, StudyError, data_fingerprint, load_recipe, parse_values, run_key
+
+from ..conftest import REPO, VENV_BIN, run_cli
+
+CONFIGS = os.path.join(REPO, "d2v_fairseq", "configs")
+
+
+def test_every_modality_has_a_study_recipe_with_eight_blocks():
+    for modality in ablation.MODALITIES:
+        recipe = load_recipe(ablation.default_recipe(modality))
+        assert recipe.modality == modality
+        assert ablation.model_depth(recipe) >= 8
+
+
+@pytest.mark.parametrize("study, values, message", [
+    ("top-k", "1,9", "K=9 is not a whole number from 1 to the model's depth 8"),
+    ("top-k", "0", "K=0"),
+    ("top-k", "2,2", "names a setting twice"),
+    ("target", "ffn,output", "'output' is not a target point"),
+    ("context", "8,all", "'all' is not a teacher context"),
+    ("context", "1.5", "'1.5' is not a teacher context"),
+])
+def test_bad_values_end_in_one_line_before_anything_runs(tmp_path, study, values, message):
+    proc = subprocess.run([os.path.join(VENV_BIN, "d2v"), "ablate", study, "--modality", "vision", "--values", values,
+                           "--seeds", "1", "--work", str(tmp_path / "w")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+    assert not os.path.exists(tmp_path / "w" / "runs")
+
+
+def test_values_are_parsed_and_defaulted():
+    recipe = load_recipe(ablation.default_recipe("speech"))
+    assert parse_values(STUDIES["top-k"], None, recipe) == [str(k) for k in range(1, 9)]
+    assert parse_values(STUDIES["target"], None, recipe) == ["ffn", "ffn-residual", "attn", "block"]
+    assert parse_values(STUDIES["context"], None, recipe) == ["2", "8", "32", "full"]
+    assert parse_values(STUDIES["context"], "0.25,full", recipe) == ["0.25", "full"]
+    assert ablation.config_value(STUDIES["context"], "full") == "0"
+    with pytest.raises(StudyError, match="no such recipe"):
+        load_recipe("/nonexistent/recipe.yaml")
+
+
+def test_run_key_follows_the_resolved_config_and_data(tmp_path):
+    recipe = load_recipe(ablation.default_recipe("vision"))
+    base = ablation.resolved_config(recipe.pretrain, {"data": "/a"}, ["++model.average_top_k_layers=4"])
+    same = ablation.resolved_config(recipe.pretrain, {"data": "/elsewhere"}, ["++model.average_top_k_layers=4"])
+    other = ablation.resolved_config(recipe.pretrain, {"data": "/a"}, ["++model.average_top_k_layers=5"])
+    # the data's path is not part of the key (its contents are); the setting is
+    assert run_key(base, data="x") == run_key(same, data="x")
+    assert run_key(base, data="x") != run_key(other, data="x")
+    assert run_key(base, data="x") != run_key(base, data="y")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.tsv").write_text("root\na.wav\t100\n")
+    before = data_fingerprint(str(tmp_path / "d"))
+    assert data_fingerprint(str(tmp_path / "d")) == before
+    (tmp_path / "d" / "train.tsv").write_text("root\na.wav\t101\n")
+    assert data_fingerprint(str(tmp_path / "d")) != before
+
+
+@pytest.fixture(scope="module")
+def two_update_recipe(tmp_path_factory):
+    """A vision recipe of two pre-training and two fine-tuning updates on 3 classes of images."""
+    root = tmp_path_factory.mktemp("ablate")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 6), ("val", 4)):
+        for label in range(3):
+            os.makedirs(root / "img" / split / f"c{label}", exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+                y, x = [(2, 2), (2, 18), (18, 10)][label]
+                pixels[y:y + 12, x:x + 12] = 230
+                Image.fromarray(pixels).save(root / "img" / split / f"c{label}" / f"{i}.png")
+    prepare(str(root / "img"), str(root / "manifests"), ("train", "val"))
+    recipe = root / "recipe.yaml"
+    recipe.write_text(f"""modality: vision
+data: {root / 'manifests'}
+pretrain:
+  config: {CONFIGS}/vision/pretraining/tiny_cpu.yaml
+  updates: 2
+  overrides: ["task.data={{data}}", dataset.batch_size=6, model.depth=2, model.embed_dim=32,
+              model.average_top_k_layers=2, lr_scheduler.warmup_updates=1]
+finetune:
+  config: {CONFIGS}/vision/finetuning/tiny_cpu.yaml
+  updates: 2
+  overrides: ["task.data={{data}}", "model.model_path={{pretrained}}", dataset.batch_size=6,
+              "optimizer.groups.default.lr_scheduler.max_update={{updates}}",
+              optimizer.groups.default.lr_scheduler.warmup_updates=1, checkpoint.no_last_checkpoints=false]
+score:
+  data: "{{data}}"
+  split: val
+  metric: top1
+""")
+    return recipe
+
+
+def ablate(recipe, work, *args):
+    return run_cli([os.path.join(VENV_BIN, "d2v"), "ablate", "top-k", "--recipe", str(recipe), "--seeds", "1",
+                    "--work", str(work), *args])
+
+
+@pytest.mark.slow
+def test_a_study_writes_table_plot_and_results_and_reuses_finished_runs(two_update_recipe, tmp_path):
+    work = tmp_path / "w"
+    first = ablate(two_update_recipe, work, "--values", "1,2", "--plot", str(tmp_path / "k.png"))
+    assert "pre-training 2 updates" in first.stdout and "ETA" in first.stdout
+    rows = [line.split() for line in first.stdout.splitlines() if line.strip()[:2] in ("1 ", "2 ")]
+    assert [r[0] for r in rows] == ["1", "2"] and all(len(r) == 4 for r in rows)  # K, seed 1, mean, std
+    assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+    table = json.loads((work / "results.json").read_text())["top-k"]
+    assert [r["value"] for r in table["rows"]] == ["1", "2"]
+    assert table["rows"][0]["mean"] == pytest.approx(float(rows[0][1]), abs=0.01)
+    runs = sorted(os.listdir(work / "runs"))
+    assert len(runs) == 2  # K=1 and K=2 are different runs
+
+    # the same call: every run reused, nothing trained
+    again = ablate(two_update_recipe, work, "--values", "1,2")
+    assert again.stdout.count("reused") == 2 and "pre-training" not in again.stdout
+    assert sorted(os.listdir(work / "runs")) == runs
+
+    # an interrupted run (fine-tuning lost) resumes: pre-training is kept, fine-tuning redone
+    run_dir = work / "runs" / runs[0]
+    pretrained = run_dir / "pretrain" / "checkpoint_last.pt"
+    stamp = os.path.getmtime(pretrained)
+    for name in os.listdir(run_dir):
+        if name.startswith("finetune-") and os.path.isdir(run_dir / name):
+            for file in os.listdir(run_dir / name):
+                os.remove(run_dir / name / file) if os.path.isfile(run_dir / name / file) else None
+    resumed = ablate(two_update_recipe, work, "--values", "1,2")
+    assert resumed.stdout.count("reused") == 1 and resumed.stdout.count("fine-tuning 2 updates") == 1
+    assert os.path.getmtime(pretrained) == stamp
+
+    # a changed recipe setting (the model's width) gives new runs, never the stale models
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(two_update_recipe.read_text().replace("model.embed_dim=32", "model.embed_dim=16"))
+    ablate(changed, work, "--values", "1")
+    assert len(os.listdir(work / "runs")) == 3
+
+
+def test_a_broken_recipe_names_its_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modality: vision\npretrain:\n  overrides: [task.data={data}]\n")
+    with pytest.raises(StudyError, match="bad.yaml.*quote values"):
+        load_recipe(str(bad))
+    bad.write_text("modality: sound\n")
+    with pytest.raises(StudyError, match="'sound' is not one of"):
+        load_recipe(str(bad))
+    bad.write_text("modality: vision\npretrain: {config: vision/pretraining/tiny_cpu.yaml}\n")
+    with pytest.raises(StudyError, match="pretrain.updates is missing"):
+        load_recipe(str(bad))
