@@ -157,6 +157,6 @@ def test_a_broken_recipe_names_its_file(tmp_path):
     bad.write_text("modality: sound\n")
     with pytest.raises(StudyError, match="'sound' is not one of"):
         load_recipe(str(bad))
-    bad.write_text("modality: vision\npretrain: {config: vision/pretraining/tiny_cpu.yaml}\n")
+    bad.write_text("modality: vision\nscore: {data: x, metric: top1}\npretrain: {config: vision/pretraining/tiny_cpu.yaml}\n")
     with pytest.raises(StudyError, match="pretrain.updates is missing"):
         load_recipe(str(bad))
