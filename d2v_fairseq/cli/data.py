@@ -31,6 +31,13 @@ def register(sub) -> None:
                    help="leave bad rows out and count them per reason (default: stop at the first, naming it)")
     p.add_argument("--lm-order", type=int, default=3, help="n-gram order of the LM from the training text (0: none)")
     p.add_argument("--workers", type=int, default=0, help="audio conversion processes (0: one per core)")
+    p.add_argument("--keep-script", action="append", metavar="SCRIPT",
+                   help="keep only rows written entirely in this Unicode script (LATIN, CYRILLIC, ...; repeatable); "
+                   "the others are left out and counted")
+    p.add_argument("--max-seconds", type=float, help="check: leave recordings longer than this out of fine-tuning "
+                   "(default: fine-tuning batches follow the longest recording)")
+    p.add_argument("--recipe", default="real_cpu", help="check the corpus against audio/pretraining/RECIPE.yaml and "
+                   "audio/finetuning/RECIPE.yaml (what `d2v demo speech --corpus` runs)")
     p.set_defaults(func=_speech)
 
     p = kinds.add_parser("librispeech", help="LibriSpeech -> wav2vec manifests, .wrd/.ltr labels, dict.ltr.txt")
@@ -87,9 +94,11 @@ def register(sub) -> None:
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.set_defaults(func=_lm)
 
-    p = kinds.add_parser("fillets-nl", help="a corpus table of the Dutch dialogs of Debian's fillets-ng-data(-nl)")
-    p.add_argument("out_table", help="the corpus table to write (.tsv: path, text, level, voice, english)")
-    p.set_defaults(func=_fillets)
+    for language, name in (("nl", "Dutch"), ("cs", "Czech")):
+        p = kinds.add_parser(f"fillets-{language}",
+                             help=f"a corpus table of the {name} dialogs of Debian's fillets-ng-data(-{language})")
+        p.add_argument("out_table", help="the corpus table to write (.tsv: path, text, level, voice, english)")
+        p.set_defaults(func=_fillets, language=language)
 
     p = kinds.add_parser("demo-speech", help="synthesize the demo spoken corpus (espeak-ng)")
     p.add_argument("out_dir", help="where wav/, the manifests, labels, dict.ltr.txt and lm.txt go")
@@ -106,8 +115,12 @@ def _speech(args: argparse.Namespace) -> None:
     result = import_corpus(args.source, args.out_dir, args.path_column, args.text_column, args.split_column,
                            args.group_column, args.valid_share, args.test_share, args.seed,
                            TextOptions(args.case, args.keep_punctuation, args.keep_digits), args.skip_bad,
-                           args.lm_order, args.workers)
+                           args.lm_order, args.workers, keep_scripts=args.keep_script)
     print(format_summary(result.summary()))
+    if result.splits:
+        from ..demos.own_speech import plan_corpus
+
+        plan_corpus(result.out_dir, args.recipe, args.recipe, max_seconds=args.max_seconds)
 
 
 def _librispeech(args: argparse.Namespace) -> None:
@@ -164,7 +177,7 @@ def _lm(args: argparse.Namespace) -> None:
 def _fillets(args: argparse.Namespace) -> None:
     from ..demos.fillets import write_table
 
-    counts = write_table(args.out_table)
+    counts = write_table(args.out_table, language=args.language)
     print(f"{args.out_table}: {counts['with transcript']} of {counts['recordings']} recordings have a transcript "
           f"({counts['without transcript']} without one, left out), {counts['levels']} levels")
 

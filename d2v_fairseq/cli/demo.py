@@ -25,6 +25,15 @@ def register(sub) -> None:
                    "split (pre-training still sees all of its audio)")
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for pre-training")
     p.add_argument("--finetune-overrides", nargs="*", default=[], help="--corpus: extra hydra overrides for fine-tuning")
+    p.add_argument("--init", action="append", default=[], metavar="CKPT",
+                   help="--corpus: fine-tune from this pre-trained speech checkpoint (this package's, a released "
+                   "data2vec one, or one exported to fairseq's format) instead of pre-training; repeatable, one "
+                   "table row each beside random init")
+    p.add_argument("--max-seconds", type=float, help="--corpus: leave recordings longer than this out of "
+                   "fine-tuning (counted; pre-training still crops them); default: batches follow the longest")
+    p.add_argument("--keep-script", action="append", metavar="SCRIPT",
+                   help="--corpus: keep only rows written entirely in this Unicode script (LATIN, CYRILLIC, ...; "
+                   "repeatable); the others are left out and counted")
     p.set_defaults(func=_speech, log_level=logging.WARNING)
 
     p = kinds.add_parser("text", help="WordNet glosses: pre-train data2vec_text, classify definitions")
@@ -65,8 +74,14 @@ def _speech(args: argparse.Namespace) -> None:
         run_corpus_demo(args.corpus, args.work or "work/demo-own-speech", args.group_column, args.labeled_minutes,
                         path_column=args.path_column, text_column=args.text_column,
                         pretrain_overrides=args.pretrain_overrides, finetune_overrides=args.finetune_overrides,
-                        **updates)
+                        inits=args.init, max_seconds=args.max_seconds, keep_scripts=args.keep_script, **updates)
     else:
+        from ..modules.errors import InputError
+
+        for given, option in ((args.init, "--init"), (args.max_seconds, "--max-seconds"),
+                              (args.keep_script, "--keep-script")):
+            if given:
+                raise InputError(f"{option} needs --corpus (the synthesized demo corpus has its own recipe)")
         from ..demos.speech import run_demo
 
         run_demo(args.work or "work/demo", **updates)

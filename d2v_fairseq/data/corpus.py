@@ -21,6 +21,10 @@ Splits are given (a split column: train, valid, test) or made: whole groups (``g
 e.g. speaker or chapter) go to one split, ``valid_share`` / ``test_share`` of the groups each,
 the same for the same seed.
 
+The summary names the Unicode script of the letters (Latin, Cyrillic, ...) and, where there is
+more than one, how many rows hold each and the first rows of the rarer ones; ``keep_scripts``
+keeps only rows written entirely in the named scripts (the others are left out and counted).
+
 Bad input (a missing, unreadable, empty or zero-length recording; an empty transcript; a
 letter in valid or test never seen in training; a duplicate path; a row with the wrong number
 of columns) stops the import with the file and line, or, with ``skip_bad``, is left out and
@@ -281,14 +285,19 @@ class ImportResult:
     left_out: Dict[str, List[str]]  # reason -> ["file:line: detail", ...]
     letters: List[str]
     converted: int  # recordings converted by this run (0 on a re-run)
+    scripts: Dict[str, Dict] = field(default_factory=dict)  # script -> {"letters", "rows", "examples"}
 
     def summary(self) -> Dict:
         """Counts, hours, groups per split, the letter inventory and what was left out."""
         def stats(items):
+            seconds = sorted(u.frames / SAMPLE_RATE for u in items) or [0.0]
             return {"utterances": len(items), "hours": round(sum(u.frames for u in items) / SAMPLE_RATE / 3600, 4),
-                    "groups": len({u.group for u in items if u.group is not None})}
+                    "groups": len({u.group for u in items if u.group is not None}),
+                    "seconds": {"min": round(seconds[0], 2), "median": round(float(np.median(seconds)), 2),
+                                "max": round(seconds[-1], 2)}}
         return {"out_dir": self.out_dir, "splits": {s: stats(items) for s, items in self.splits.items()},
-                "unlabeled": stats(self.unlabeled), "letters": self.letters, "converted": self.converted,
+                "unlabeled": stats(self.unlabeled), "letters": self.letters, "scripts": self.scripts,
+                "converted": self.converted,
                 "left_out": {reason: len(rows) for reason, rows in self.left_out.items()},
                 "left_out_rows": self.left_out}
 
@@ -326,6 +335,7 @@ def import_corpus(
     lm_order: int = 3,
     workers: int = 0,
     progress: bool = True,
+    keep_scripts: Optional[Sequence[str]] = None,
 ) -> ImportResult:
     """Imports a corpus (see the module docstring); returns what it wrote and left out."""
     out_dir = os.path.abspath(out_dir)
@@ -372,6 +382,22 @@ def import_corpus(
                 reject(u.where, "empty transcript", f"{u.text!r} has no letters after normalization")
                 continue
         kept.append(u)
+    scripts = script_inventory(kept)
+    if keep_scripts:
+        wanted = {name.upper() for name in keep_scripts}
+        unknown = wanted - set(scripts)
+        if unknown:
+            raise CorpusError(f"--keep-script {', '.join(sorted(unknown))}: no transcript holds such letters "
+                              f"(the corpus's scripts: {', '.join(scripts) or 'none'})", path=source)
+        within = []
+        for u in kept:
+            other = sorted(set(row_scripts(u.words)) - wanted)
+            if u.text is not None and other:
+                # an explicit choice, not bad input: left out and counted whatever skip_bad says
+                left_out["other script"].append(f"{u.where}: {'/'.join(other)} letters in {u.words!r}")
+                continue
+            within.append(u)
+        kept = within
 
     # audio, converted in parallel
     audio_root = os.path.join(out_dir, "audio")
@@ -408,9 +434,42 @@ def import_corpus(
     if labeled and not splits["train"]:
         raise CorpusError("no training utterances left", path=source)
     result = ImportResult(out_dir, splits if labeled else {}, unlabeled, dict(left_out),
-                          [ch for ch, _ in train_letters.most_common()], converted)
+                          [ch for ch, _ in train_letters.most_common()], converted, scripts)
     write_outputs(result, lm_order)
     return result
+
+
+def letter_script(ch: str) -> str:
+    """The Unicode script of a letter as its character name begins (LATIN, CYRILLIC, GREEK,
+    ARABIC, CJK, HANGUL ...); COMMON for what is not a letter (apostrophes, digits)."""
+    if not unicodedata.category(ch).startswith("L"):
+        return "COMMON"
+    return unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+
+
+def row_scripts(words: str) -> List[str]:
+    """The scripts of the letters of ``words`` (COMMON left out), in order of first appearance."""
+    return list(dict.fromkeys(s for s in map(letter_script, words.replace(" ", "")) if s != "COMMON"))
+
+
+def script_inventory(utterances: Sequence[Utterance], examples: int = 3) -> Dict[str, Dict]:
+    """script -> {"letters": its letters, "rows": rows holding one (a row may count for several),
+    "examples": the first ``examples`` rows} over the labeled ``utterances``, most rows first."""
+    found: Dict[str, Dict] = {}
+    for u in utterances:
+        if u.text is None:
+            continue
+        for script in row_scripts(u.words):
+            entry = found.setdefault(script, {"letters": set(), "rows": 0, "examples": []})
+            entry["rows"] += 1
+            if len(entry["examples"]) < examples:
+                entry["examples"].append(u.where)
+        for ch in set(u.words.replace(" ", "")):
+            script = letter_script(ch)
+            if script in found:
+                found[script]["letters"].add(ch)
+    ordered = sorted(found.items(), key=lambda item: -item[1]["rows"])
+    return {name: {**entry, "letters": "".join(sorted(entry["letters"]))} for name, entry in ordered}
 
 
 def _run_conversions(jobs: Sequence[tuple], workers: int, progress: bool) -> List[tuple]:
@@ -505,8 +564,22 @@ def format_summary(summary: Dict, show_rows: int = 3) -> str:
         rows["unlabeled"] = summary["unlabeled"]
     for name, s in rows.items():
         lines.append(f"{name:10s}{s['utterances']:>12d}{s['hours']:>9.2f}{s['groups']:>8d}")
+    for name, s in rows.items():
+        if s["utterances"] and "seconds" in s:
+            sec = s["seconds"]
+            lines.append(f"  {name} durations: min {sec['min']:.2f} s, median {sec['median']:.2f} s, "
+                         f"max {sec['max']:.2f} s, total {s['hours'] * 60:.1f} min")
     if summary["letters"]:
         lines.append(f"letters ({len(summary['letters'])}, most frequent first): {' '.join(summary['letters'])}")
+    scripts = summary.get("scripts", {})
+    if len(scripts) > 1:
+        parts = []
+        for i, (name, s) in enumerate(scripts.items()):
+            where = "" if i == 0 else ": " + ", ".join(s["examples"]) + (", ..." if s["rows"] > len(s["examples"]) else "")
+            parts.append(f"{name} {s['rows']} row(s), {len(s['letters'])} letters{where}")
+        lines.append("scripts: " + "; ".join(parts) + " (--keep-script NAME keeps rows written only in NAME)")
+    elif scripts:
+        lines.append(f"script: {next(iter(scripts))}")
     lines.append(f"converted to 16 kHz FLAC by this run: {summary['converted']}")
     left = summary["left_out"]
     lines.append("left out: " + (", ".join(f"{n} {reason}" for reason, n in left.items()) if left else "nothing"))

@@ -7,9 +7,23 @@ import sys
 from typing import Callable, Dict, List
 
 from ..environment import config_root
+from ..modules.errors import InputError
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOW = ("train_inner", "valid on", "done training", "Error", "WER:", "real-time factor", "Traceback")
+
+
+class StageFailed(InputError):
+    """A training or decoding stage that stopped: one line naming it, its cause and its log."""
+
+
+def failure_cause(lines: List[str]) -> str:
+    """The line of a failed command's output that says why: the last error line, else the last line."""
+    text = [line.strip() for line in lines if line.strip()]
+    for line in reversed(text):
+        if ("Error" in line or "error:" in line) and not line.startswith(("File ", "Traceback", "raise ")):
+            return line[-300:]
+    return text[-1][-300:] if text else "no output"
 
 
 def stage(message: str) -> None:
@@ -17,9 +31,10 @@ def stage(message: str) -> None:
     print(f"\n=== {message}", flush=True)
 
 
-def run(cmd: List[str], log_path: str, show=SHOW) -> str:
+def run(cmd: List[str], log_path: str, show=SHOW, what: str = "") -> str:
     """Runs ``cmd``, printing the lines that show progress and saving all output to
-    ``log_path``; returns the output. Stops the demo with the log's tail on failure."""
+    ``log_path``; returns the output. A failure raises ``StageFailed``: one line naming the
+    stage (``what``, default the log's name), the cause and the log, which keeps everything."""
     lines = []
     with open(log_path, "w") as log, subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")
@@ -30,8 +45,9 @@ def run(cmd: List[str], log_path: str, show=SHOW) -> str:
             if any(key in line for key in show):
                 print("  " + line.rstrip().split(" - ", 1)[-1][:200], flush=True)
     if proc.returncode != 0:
-        tail = "".join(lines[-30:])
-        raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}\nfull log: {log_path}")
+        what = what or os.path.splitext(os.path.basename(log_path))[0]
+        raise StageFailed(f"stage {what!r} failed (exit {proc.returncode}): {failure_cause(lines)}; full log: "
+                          f"{log_path}; run the same command again to resume from the last finished stage")
     return "".join(lines)
 
 
@@ -83,23 +99,32 @@ def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], dec
 
 def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str,
                      lower_is_better: bool = False) -> bool:
-    """The demos' closing table: one row per starting point ("pretrained", "random init"), one
-    column per (key, header, percent?) in ``columns``, then whether pre-training wins on
-    ``deciding`` (an error rate with ``lower_is_better``). Returns whether it wins."""
+    """The demos' closing table: one row per starting point ("pretrained" or "from CKPT" rows,
+    and "random init"), one column per (key, header, percent?) in ``columns``, then whether each
+    starting point beats random init on ``deciding`` (an error rate with ``lower_is_better``).
+    Returns whether every one wins."""
     width = max(10, *(len(header) + 2 for _, header, _ in columns))
-    print(f"{'fine-tuned from':16s}" + "".join(f"{header:>{width}s}" for _, header, _ in columns))
+    name_width = max(16, *(len(name) + 2 for name in results))
+    print(f"{'fine-tuned from':{name_width}s}" + "".join(f"{header:>{width}s}" for _, header, _ in columns))
     for name, r in results.items():
-        print(f"{name:16s}" + "".join(f"{r[key]:>{width - 1}.1f}%" if percent else f"{r[key]:>{width}.3f}"
-                                      for key, _, percent in columns))
+        print(f"{name:{name_width}s}" + "".join(f"{r[key]:>{width - 1}.1f}%" if percent else f"{r[key]:>{width}.3f}"
+                                                for key, _, percent in columns))
     header = next(h for k, h, _ in columns if k == deciding)
-    gain = results["pretrained"][deciding] - results["random init"][deciding]
-    wins = gain < 0 if lower_is_better else gain > 0
-    print(f"\npre-training {'wins' if wins else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
-    return wins
+    print()
+    all_win = True
+    for name, r in results.items():
+        if name == "random init":
+            continue
+        gain = r[deciding] - results["random init"][deciding]
+        wins = gain < 0 if lower_is_better else gain > 0
+        all_win &= wins
+        who = "pre-training" if name == "pretrained" else f"starting {name}"
+        print(f"{who} {'wins' if wins else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
+    return all_win
 
 
 def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[str], log_path: str,
-                modality: str = "audio", config_name: str = "tiny_cpu", show=SHOW) -> None:
+                modality: str = "audio", config_name: str = "tiny_cpu", show=SHOW, what: str = "") -> None:
     """``d2v train`` (fairseq-hydra-train) with the installed config
     MODALITY/CONFIG_DIR/CONFIG_NAME.yaml (an absolute CONFIG_DIR is taken as it is), unless
     ``save_dir`` already holds that many updates (fairseq itself would resume and run one more);
@@ -112,4 +137,4 @@ def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[st
     cmd = [sys.executable, "-m", "d2v_fairseq", "train", "--config-dir", os.path.join(config_root(), modality, config_dir),
            "--config-name", config_name, f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",
            f"optimization.max_update={updates}", f"hydra.run.dir={save_dir}/hydra", *overrides]
-    run(cmd, log_path, show)
+    run(cmd, log_path, show, what)

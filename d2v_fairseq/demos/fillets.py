@@ -1,4 +1,6 @@
-"""Real recorded human speech that installs offline: the Dutch dialogs of Fish Fillets NG.
+"""Real recorded human speech that installs offline: the Dutch (and Czech) dialogs of Fish Fillets NG.
+
+Czech: ``fillets-ng-data-cs``, ``SOUND_DIR/LEVEL/cs/NAME.ogg`` and ``dialogs_cs.lua``, the same layout.
 
 Debian's ``fillets-ng-data-nl`` holds the recordings (``SOUND_DIR/LEVEL/nl/NAME.ogg``, 22.05 kHz
 stereo Ogg Vorbis) and ``fillets-ng-data`` the scripts: in ``SCRIPT_DIR/LEVEL/dialogs_nl.lua``
@@ -19,7 +21,7 @@ from ..modules.errors import InputError
 
 SOUND_DIR = "/usr/share/games/fillets-ng/sound"
 SCRIPT_DIR = "/usr/share/games/fillets-ng/script"
-PACKAGES = "fillets-ng-data fillets-ng-data-nl"
+PACKAGES = "fillets-ng-data fillets-ng-data-nl"  # the Dutch demo's; Czech: fillets-ng-data-cs
 
 _STRING = r'"((?:[^"\\]|\\.)*)"'
 DIALOG = re.compile(r"dialogId\(\s*" + _STRING + r"\s*,\s*" + _STRING + r"\s*,\s*" + _STRING + r"\s*\)\s*"
@@ -31,12 +33,17 @@ def unescape(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
 
 
-def read_dialogs(script_dir: str = SCRIPT_DIR) -> Dict[Tuple[str, str], Tuple[str, str, str]]:
-    """(level, name) -> (voice, Dutch text, English text) from every ``dialogs_nl.lua``."""
-    files = sorted(glob.glob(os.path.join(script_dir, "*", "dialogs_nl.lua")))
+def packages(language: str) -> str:
+    """The Debian packages holding a language's recordings and the scripts."""
+    return f"fillets-ng-data fillets-ng-data-{language}"
+
+
+def read_dialogs(script_dir: str = SCRIPT_DIR, language: str = "nl") -> Dict[Tuple[str, str], Tuple[str, str, str]]:
+    """(level, name) -> (voice, text in ``language``, English text) from every ``dialogs_LANGUAGE.lua``."""
+    files = sorted(glob.glob(os.path.join(script_dir, "*", f"dialogs_{language}.lua")))
     if not files:
-        raise InputError(f"no */dialogs_nl.lua: install Debian's {PACKAGES} (apt-get install {PACKAGES}; "
-                         "`make demo-real-speech` does it)", path=script_dir)
+        raise InputError(f"no */dialogs_{language}.lua: install Debian's {packages(language)} (apt-get install "
+                         f"{packages(language)}; `make demo-real-speech` does it for Dutch)", path=script_dir)
     dialogs = {}
     for path in files:
         level = os.path.basename(os.path.dirname(path))
@@ -46,13 +53,14 @@ def read_dialogs(script_dir: str = SCRIPT_DIR) -> Dict[Tuple[str, str], Tuple[st
     return dialogs
 
 
-def write_table(out_path: str, sound_dir: str = SOUND_DIR, script_dir: str = SCRIPT_DIR) -> Dict[str, int]:
-    """Writes the corpus table of every Dutch recording with its transcript; returns counts:
-    recordings, with a transcript, without one (left out of the table), levels."""
-    recordings = sorted(glob.glob(os.path.join(sound_dir, "*", "nl", "*.ogg")))
+def write_table(out_path: str, sound_dir: str = SOUND_DIR, script_dir: str = SCRIPT_DIR,
+                language: str = "nl") -> Dict[str, int]:
+    """Writes the corpus table of every recording in ``language`` with its transcript; returns
+    counts: recordings, with a transcript, without one (left out of the table), levels."""
+    recordings = sorted(glob.glob(os.path.join(sound_dir, "*", language, "*.ogg")))
     if not recordings:
-        raise InputError(f"no */nl/*.ogg: install Debian's {PACKAGES}", path=sound_dir)
-    dialogs = read_dialogs(script_dir)
+        raise InputError(f"no */{language}/*.ogg: install Debian's {packages(language)}", path=sound_dir)
+    dialogs = read_dialogs(script_dir, language)
     rows, missing = [], []
     for path in recordings:
         level = os.path.basename(os.path.dirname(os.path.dirname(path)))

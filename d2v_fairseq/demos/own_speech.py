@@ -10,6 +10,13 @@
    split with viterbi and with the LM (lexicon beam search);
 5. print one row per starting point with WER and CER of each decoder.
 
+Before any training, every constraint of the stages is checked against the corpus
+(``data.speech_plan``: the front end's receptive field, CTC lengths, batch limits and crops
+follow the longest utterance, or ``--max-seconds``) and what is left out is counted. ``--init
+CKPT`` (repeatable) fine-tunes from given pre-trained checkpoints instead of pre-training. A
+stage that fails ends the demo with one line naming it, its cause and its log; a re-run resumes
+from the last finished stage (training resumes, finished decodes are reused).
+
 The recipe (``configs/audio/{pretraining,finetuning}/real_cpu.yaml``) is sized for recorded
 speech on a CPU; see docs/speech.md for what it was tuned on.
 """
@@ -17,76 +24,157 @@ speech on a CPU; see docs/speech.md for what it was tuned on.
 import json
 import os
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..data.corpus import TextOptions, format_summary, import_corpus, labeled_subset
+from ..data.speech_plan import format_plan, plan_stages
+from ..environment import config_root
 from ..evaluation import evaluate_ctc
-from ..hub import tune_lm
+from ..hub import read_checkpoint, tune_lm
+from ..modules.errors import InputError
 from .common import hydra_train, print_comparison, stage
 
 LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 WORD_SCORES = (-1.0, 0.0, 1.0)
+SPEECH_MODELS = ("data2vec_audio", "data2vec2_audio", "data2vec_multi", "wav2vec2")
+
+
+def recipe_config(group: str, name: str, overrides: Sequence[str]) -> dict:
+    """The installed audio/GROUP/NAME.yaml with hydra-style ``overrides`` applied, as a dict."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(os.path.join(config_root(), "audio", group, f"{name}.yaml"))
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def plan_corpus(data: str, pretraining: str = "real_cpu", finetuning: str = "real_cpu",
+                pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = (),
+                max_seconds: Optional[float] = None, front_end: Optional[str] = None):
+    """``plan_stages`` of a prepared corpus against the installed audio recipes (printed and
+    written to DATA/plan.json); returns the plan."""
+    pre_cfg = recipe_config("pretraining", pretraining, pretrain_overrides)
+    ft_cfg = recipe_config("finetuning", finetuning, finetune_overrides)
+    plan = plan_stages(data, pre_cfg, ft_cfg, max_seconds, front_end=front_end)
+    print(f"checked against the recipes audio/pretraining/{pretraining}.yaml and audio/finetuning/{finetuning}.yaml:")
+    print(format_plan(plan), flush=True)
+    with open(os.path.join(data, "plan.json"), "w", encoding="utf-8") as f:
+        json.dump(plan.summary(), f, indent=1)
+    return plan
+
+
+def check_init(path: str) -> Tuple[str, str]:
+    """(row name, conv_feature_layers) of a pre-trained speech checkpoint given to ``--init``;
+    InputError naming the file when it is missing or not a speech model."""
+    if not os.path.isfile(path):
+        raise InputError("no such checkpoint (--init)", path=path)
+    cfg = read_checkpoint(path)["cfg"]
+    model = cfg["model"]
+    name = model.get("_name")
+    if name not in SPEECH_MODELS:
+        raise InputError(f"--init: a {name} checkpoint is not a pre-trained speech model (expected one of "
+                         f"{', '.join(SPEECH_MODELS)})", path=path)
+    front_end = model.get("conv_feature_layers")
+    if front_end is None and "modalities" in model:  # data2vec 2.0's multi-modal layout
+        front_end = model["modalities"]["audio"].get("feature_encoder_spec")
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return f"from {parent}/{os.path.basename(path)}", front_end
 
 
 def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_column: Optional[str] = None,
                     labeled_minutes: Optional[float] = None, pretrain_updates: int = 1500,
                     finetune_updates: int = 2000, path_column: str = "path", text_column: str = "text",
                     pretraining: str = "real_cpu", finetuning: str = "real_cpu",
-                    pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = ()) -> Dict:
+                    pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = (),
+                    inits: Sequence[str] = (), max_seconds: Optional[float] = None,
+                    keep_scripts: Optional[Sequence[str]] = None) -> Dict:
     """Runs the pipeline (see the module docstring) in ``work``; returns {starting point:
-    {"viterbi": {"wer", "cer"}, "lm": {"wer", "cer", "lm_weight", "word_score"}}}."""
+    {"viterbi": {"wer", "cer"}, "lm": {"wer", "cer", "lm_weight", "word_score"}}}. With
+    ``inits`` (pre-trained speech checkpoints) fine-tuning starts from each of them instead of
+    pre-training here; random init takes the first one's architecture."""
     work = os.path.abspath(work)
     os.makedirs(work, exist_ok=True)
     start = time.time()
+    starts: List[Tuple[str, str]] = []
+    front_end = None
+    for path in inits:  # checked before anything runs
+        name, spec = check_init(path)
+        starts.append((name, os.path.abspath(path)))
+        front_end = front_end or spec
 
     stage(f"1/5 importing {corpus}")
     data = os.path.join(work, "data")
     result = import_corpus(corpus, data, path_column, text_column, group_column=group_column, skip_bad=True,
-                           text=TextOptions("upper"))
+                           text=TextOptions("upper"), keep_scripts=keep_scripts)
     print(format_summary(result.summary()), flush=True)
-    train_subset = labeled_subset(data, labeled_minutes) if labeled_minutes else "train"
+    # every constraint of the stages, settled before the first update
+    plan = plan_corpus(data, pretraining, finetuning, pretrain_overrides, finetune_overrides, max_seconds, front_end)
+    train_subset = plan.subsets["train"]
+    if labeled_minutes:
+        train_subset = labeled_subset(data, labeled_minutes, split=train_subset)
+    test_subset = plan.subsets["test"]
     print(f"  {time.time() - start:.0f} s")
 
-    stage(f"2/5 data2vec pre-training on the training audio (no labels), {pretrain_updates} updates")
-    pre_dir = os.path.join(work, "pretrain")
-    hydra_train("pretraining", pre_dir, pretrain_updates,
-                [f"task.data={data}", "dataset.train_subset=pretrain", "dataset.valid_subset=valid",
-                 *pretrain_overrides], os.path.join(work, "pretrain.log"), config_name=pretraining)
-    pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
+    if not starts:
+        stage(f"2/5 data2vec pre-training on the training audio (no labels), {pretrain_updates} updates")
+        pre_dir = os.path.join(work, "pretrain")
+        hydra_train("pretraining", pre_dir, pretrain_updates,
+                    [f"task.data={data}", "dataset.train_subset=pretrain", "dataset.valid_subset=valid",
+                     *pretrain_overrides], os.path.join(work, "pretrain.log"), config_name=pretraining,
+                    what="pre-training")
+        starts.append(("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")))
+    else:
+        stage("2/5 no pre-training here: fine-tuning starts from " + ", ".join(p for _, p in starts))
 
     labeled = f"{labeled_minutes:g} minutes of" if labeled_minutes else "all of"
     scores: Dict[str, Dict] = {}
-    for name, extra in (("pretrained", []), ("random init", ["+model.no_pretrained_weights=true"])):
-        stage(f"3/5 CTC fine-tuning from {name} on {labeled} the training split, {finetune_updates} updates")
-        tag = name.replace(" ", "_")
+    runs = [(name, path, []) for name, path in starts]
+    runs.append(("random init", starts[0][1], ["+model.no_pretrained_weights=true"]))
+    for i, (name, checkpoint, extra) in enumerate(runs):
+        stage(f"3/5 CTC fine-tuning {name if name.startswith('from') else 'from ' + name} on {labeled} the "
+              f"training split, {finetune_updates} updates")
+        tag = "random_init" if name == "random init" else ("pretrained" if name == "pretrained" else f"init{i + 1}")
         ft_dir = os.path.join(work, f"finetune_{tag}")
         hydra_train("finetuning", ft_dir, finetune_updates,
-                    [f"task.data={data}", f"model.w2v_path={pretrained}", f"dataset.train_subset={train_subset}",
-                     "dataset.valid_subset=valid", *extra, *finetune_overrides],
-                    os.path.join(work, f"finetune_{tag}.log"), config_name=finetuning)
+                    [f"task.data={data}", f"model.w2v_path={checkpoint}", f"dataset.train_subset={train_subset}",
+                     f"dataset.valid_subset={plan.subsets['valid']}", *plan.finetune_overrides, *extra,
+                     *finetune_overrides],
+                    os.path.join(work, f"finetune_{tag}.log"), config_name=finetuning, what=f"fine-tuning {name}")
         stage(f"4/5 decoding the test split: {name}")
-        scores[name] = decode_test(os.path.join(ft_dir, "checkpoint_best.pt"), data)
+        scores[name] = decode_test(os.path.join(ft_dir, "checkpoint_best.pt"), data, test_subset, plan.subsets["valid"])
 
-    stage(f"5/5 test split ({len(result.splits['test'])} utterances); {time.time() - start:.0f} s in all")
+    n_test = plan.durations.get("test", {}).get("utterances", len(result.splits["test"]))
+    stage(f"5/5 test split ({n_test} utterances); {time.time() - start:.0f} s in all")
     table = {name: {"v_wer": s["viterbi"]["wer"], "v_cer": s["viterbi"]["cer"], "lm_wer": s["lm"]["wer"],
                     "lm_cer": s["lm"]["cer"]} for name, s in scores.items()}
     print_comparison(table, [("v_wer", "viterbi WER", True), ("v_cer", "viterbi CER", True),
                              ("lm_wer", "LM WER", True), ("lm_cer", "LM CER", True)], "v_cer",
-                     f"{len(result.splits['test'])} test utterances", lower_is_better=True)
+                     f"{n_test} test utterances", lower_is_better=True)
     with open(os.path.join(work, "results.json"), "w", encoding="utf-8") as f:
-        json.dump({"corpus": result.summary(), "scores": scores, "seconds": time.time() - start}, f, indent=1)
+        json.dump({"corpus": result.summary(), "plan": plan.summary(), "inits": dict(starts) if inits else {},
+                   "scores": scores, "seconds": time.time() - start}, f, indent=1)
     return scores
 
 
-def decode_test(checkpoint: str, data: str) -> Dict[str, Dict[str, float]]:
-    """Viterbi scores on test; the LM weight and word score tuned on valid, then the LM's test scores."""
+def decode_test(checkpoint: str, data: str, test: str = "test", valid: str = "valid") -> Dict[str, Dict[str, float]]:
+    """Viterbi scores on ``test``; the LM weight and word score tuned on valid, then the LM's
+    test scores. Kept beside the checkpoint: a re-run with the same checkpoint decodes nothing."""
+    cache = os.path.join(os.path.dirname(checkpoint), f"scores-{test}.json")
+    if os.path.isfile(cache) and os.path.getmtime(cache) > os.path.getmtime(checkpoint):
+        with open(cache) as f:
+            scores = json.load(f)
+        print(f"  reusing {cache}")
+        return scores
     lm, lexicon = os.path.join(data, "lm", "lm.arpa"), os.path.join(data, "lm", "lexicon.txt")
-    viterbi = evaluate_ctc(checkpoint, data, "test", decoder="viterbi")
-    grid = tune_lm(checkpoint, data, "valid", lm, lexicon, beam=50, lm_weights=LM_WEIGHTS, word_scores=WORD_SCORES,
+    viterbi = evaluate_ctc(checkpoint, data, test, decoder="viterbi")
+    grid = tune_lm(checkpoint, data, valid, lm, lexicon, beam=50, lm_weights=LM_WEIGHTS, word_scores=WORD_SCORES,
                    report=lambda line: None)
     _, lm_weight, word_score = grid[0]
-    with_lm = evaluate_ctc(checkpoint, data, "test", decoder="lexicon_beam", lm=lm, lexicon=lexicon, beam=50,
+    with_lm = evaluate_ctc(checkpoint, data, test, decoder="lexicon_beam", lm=lm, lexicon=lexicon, beam=50,
                            lm_weight=lm_weight, word_score=word_score)
     print(f"  viterbi: WER {viterbi['wer']:.1f} CER {viterbi['cer']:.1f}; LM (weight {lm_weight}, word score "
           f"{word_score}, tuned on valid): WER {with_lm['wer']:.1f} CER {with_lm['cer']:.1f}", flush=True)
-    return {"viterbi": viterbi, "lm": {**with_lm, "lm_weight": lm_weight, "word_score": word_score}}
+    scores = {"viterbi": viterbi, "lm": {**with_lm, "lm_weight": lm_weight, "word_score": word_score}}
+    with open(cache, "w") as f:
+        json.dump(scores, f, indent=1)
+    return scores
