@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; 2000 with --corpus)")
     p.add_argument("--corpus", help="a corpus table (.tsv/.csv with path and text columns), a Kaldi dir or a folder")
     p.add_argument("--group-column", help="--corpus: keep each value's rows in one split (speaker, chapter, level)")
+    p.add_argument("--split-column", help="--corpus: a column of train/valid/test (otherwise splits are made)")
     p.add_argument("--path-column", default="path", help="--corpus: the audio path column")
     p.add_argument("--text-column", default="text", help="--corpus: the transcript column")
     p.add_argument("--labeled-minutes", type=float, help="--corpus: fine-tune on this many minutes of the training "
@@ -72,6 +73,7 @@ def _speech(args: argparse.Namespace) -> None:
         from ..demos.own_speech import run_corpus_demo
 
         run_corpus_demo(args.corpus, args.work or "work/demo-own-speech", args.group_column, args.labeled_minutes,
+                        split_column=args.split_column,
                         path_column=args.path_column, text_column=args.text_column,
                         pretrain_overrides=args.pretrain_overrides, finetune_overrides=args.finetune_overrides,
                         inits=args.init, max_seconds=args.max_seconds, keep_scripts=args.keep_script, **updates)

@@ -87,7 +87,7 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
                     pretraining: str = "real_cpu", finetuning: str = "real_cpu",
                     pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = (),
                     inits: Sequence[str] = (), max_seconds: Optional[float] = None,
-                    keep_scripts: Optional[Sequence[str]] = None) -> Dict:
+                    keep_scripts: Optional[Sequence[str]] = None, split_column: Optional[str] = None) -> Dict:
     """Runs the pipeline (see the module docstring) in ``work``; returns {starting point:
     {"viterbi": {"wer", "cer"}, "lm": {"wer", "cer", "lm_weight", "word_score"}}}. With
     ``inits`` (pre-trained speech checkpoints) fine-tuning starts from each of them instead of
@@ -104,7 +104,8 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
 
     stage(f"1/5 importing {corpus}")
     data = os.path.join(work, "data")
-    result = import_corpus(corpus, data, path_column, text_column, group_column=group_column, skip_bad=True,
+    result = import_corpus(corpus, data, path_column, text_column, split_column=split_column,
+                           group_column=group_column, skip_bad=True,
                            text=TextOptions("upper"), keep_scripts=keep_scripts)
     print(format_summary(result.summary()), flush=True)
     # every constraint of the stages, settled before the first update

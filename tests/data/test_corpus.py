@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from d2v_fairseq.data.corpus import CorpusError, TextOptions, import_corpus, labeled_subset, normalize_text
+from d2v_fairseq.data.corpus import (CorpusError, TextOptions, format_summary, import_corpus, labeled_subset,
+                                     normalize_text)
 from d2v_fairseq.data.manifest import read_lines, read_manifest
 
 
@@ -196,3 +197,36 @@ def test_labeled_subset_takes_minutes_of_train(table, tmp_path):
     _, entries = read_manifest(str(tmp_path / "out" / f"{name}.tsv"))
     assert name == "train_0.02min" and len(entries) == 3
     assert len(read_lines(str(tmp_path / "out" / f"{name}.ltr"))) == 3
+
+
+def test_scripts_are_named_counted_and_kept_on_request(tmp_path):
+    os.makedirs(tmp_path / "clips")
+    rows = []
+    for i in range(8):
+        tone(tmp_path / f"clips/c{i}.wav", seed=i)
+        text = "Příliš žluťoučký kůň" if i != 5 else "Жёлтый кот. Příliš žluťoučký kůň"
+        rows.append((f"clips/c{i}.wav", text, "train"))
+    table = write_table(tmp_path / "corpus.tsv", rows, header=("path", "text", "split"))
+    result = import_corpus(table, str(tmp_path / "out"), split_column="split", workers=1, progress=False)
+    scripts = result.summary()["scripts"]
+    assert list(scripts) == ["LATIN", "CYRILLIC"]  # most rows first
+    assert scripts["LATIN"]["rows"] == 8 and scripts["CYRILLIC"]["rows"] == 1  # a row counts for both
+    assert scripts["CYRILLIC"]["examples"] == [f"{table}:7"] and set(scripts["CYRILLIC"]["letters"]) == set("ЖЁЛТЫЙКО")
+    text = format_summary(result.summary())
+    assert "CYRILLIC 1 row(s), 8 letters: " + f"{table}:7" in text and "--keep-script" in text
+
+    kept = import_corpus(table, str(tmp_path / "latin"), split_column="split", workers=1, progress=False,
+                         keep_scripts=["latin"])
+    assert len(kept.splits["train"]) == 7 and kept.summary()["left_out"] == {"other script": 1}
+    assert kept.left_out["other script"][0].startswith(f"{table}:7: CYRILLIC letters")
+    assert not any(ch in "ЖЁЛТЫЙКО" for ch in kept.letters)
+    with pytest.raises(CorpusError, match="--keep-script GREEK: no transcript holds such letters"):
+        import_corpus(table, str(tmp_path / "g"), split_column="split", workers=1, progress=False,
+                      keep_scripts=["GREEK"])
+
+
+def test_summary_gives_durations_per_split(table, tmp_path):
+    result = import_corpus(table, str(tmp_path / "out"), group_column="speaker", workers=1, progress=False)
+    seconds = result.summary()["splits"]["train"]["seconds"]
+    assert seconds["min"] == seconds["median"] == seconds["max"] == 0.5
+    assert "train durations: min 0.50 s, median 0.50 s, max 0.50 s" in format_summary(result.summary())
