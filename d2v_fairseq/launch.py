@@ -1,20 +1,38 @@
-"""``d2v train``: fairseq-hydra-train, plus multi-process training on CPU-only machines.
+"""``d2v train``: fairseq-hydra-train, plus what a recipe written for a cluster needs elsewhere.
 
-THE WORKAROUND, in this one place: under torchrun, fairseq's launcher sets
-``device_id = rank % torch.cuda.device_count()``, which divides by zero without a GPU, and
-spawns ``torch.cuda.device_count()`` processes itself. When torchrun's variables are set and
-no GPU is visible, we hand fairseq the rank, world size and ``env://`` init method as config
-overrides, so its launcher skips that inference, and select the gloo backend. With a GPU,
-or without torchrun, the command is exactly fairseq-hydra-train.
+* **Multi-process training on CPU-only machines.** Under torchrun, fairseq's launcher sets
+  ``device_id = rank % torch.cuda.device_count()``, which divides by zero without a GPU, and
+  spawns ``torch.cuda.device_count()`` processes itself; under SLURM with one task per node its
+  own initialization sets the world size to nodes x GPUs, i.e. 0. When torchrun's (or SLURM's)
+  variables are set and no GPU is visible, we hand fairseq the rank, world size and init method
+  as config overrides, so its launcher skips that inference, and select the gloo backend. With
+  GPUs under SLURM, fairseq's own SLURM initialization runs (``distributed_port`` set).
+* **A recipe on the devices at hand.** A recipe naming more processes than there are keeps its
+  effective batch by gradient accumulation: ``update_freq`` = recipe world size x its
+  ``update_freq`` / processes here (rounded up), said in one line before training
+  (``exact_world_size`` keeps fairseq's behaviour: it stops).
+* **Precision.** ``common.fp16`` without CUDA is one line naming the alternatives.
+
+Without any of these, the command is exactly fairseq-hydra-train.
 """
 
+import math
 import os
+import subprocess
 import sys
-from typing import List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from .modules.errors import InputError
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+SLURM_VARS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NODELIST")
+DEFAULT_PORT = 29671  # the rendezvous port of a SLURM job's rank 0 (distributed_training.distributed_port)
+
+
+class TrainConfigError(InputError):
+    """A recipe that cannot run as asked on this machine."""
 
 
 def cpu_torchrun_overrides(env: Mapping[str, str] = os.environ) -> List[str]:
@@ -23,10 +41,22 @@ def cpu_torchrun_overrides(env: Mapping[str, str] = os.environ) -> List[str]:
 
     if not all(k in env for k in TORCHRUN_VARS) or torch.cuda.is_available():
         return []
+    return _cpu_process_group("env://", int(env["WORLD_SIZE"]), int(env["RANK"]))
+
+
+# On resume, fairseq's rank 0 reads checkpoint_last.pt and sends it to the other ranks as a
+# pickle, which they read with torch.load's default weights_only=True (torch >= 2.6): the
+# config inside is an omegaconf DictConfig by then, and every other rank stops. Each rank reads
+# the file itself instead (it is on storage they all see).
+LOAD_ON_EVERY_RANK = "checkpoint.load_checkpoint_on_all_dp_ranks=true"
+
+
+def _cpu_process_group(init_method: str, world_size: int, rank: int) -> List[str]:
     return [
-        "distributed_training.distributed_init_method=env://",
-        f"distributed_training.distributed_world_size={int(env['WORLD_SIZE'])}",
-        f"distributed_training.distributed_rank={int(env['RANK'])}",
+        LOAD_ON_EVERY_RANK,
+        f"distributed_training.distributed_init_method={init_method}",
+        f"distributed_training.distributed_world_size={world_size}",
+        f"distributed_training.distributed_rank={rank}",
         "distributed_training.distributed_no_spawn=true",
         "distributed_training.distributed_backend=gloo",
         "distributed_training.device_id=0",
@@ -34,12 +64,138 @@ def cpu_torchrun_overrides(env: Mapping[str, str] = os.environ) -> List[str]:
     ]
 
 
-def hydra_train(argv: Optional[List[str]] = None) -> None:
+def slurm_overrides(env: Mapping[str, str] = os.environ, port: int = DEFAULT_PORT) -> List[str]:
+    """Inside a SLURM job step: the rendezvous port for fairseq's own SLURM initialization (GPUs,
+    NCCL) or, without GPUs, the process group spelled out (gloo, rank 0's node as the host)."""
+    import torch
+
+    if not all(k in env for k in SLURM_VARS) or all(k in env for k in TORCHRUN_VARS):
+        return []
+    if torch.cuda.is_available():
+        return [f"distributed_training.distributed_port={port}", LOAD_ON_EVERY_RANK]
+    host = first_slurm_host(env["SLURM_JOB_NODELIST"])
+    return _cpu_process_group(f"tcp://{host}:{port}", int(env["SLURM_NTASKS"]), int(env["SLURM_PROCID"]))
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host name of a SLURM node list (``n[1-2]`` -> ``n1``), as fairseq reads it."""
+    out = subprocess.check_output(["scontrol", "show", "hostnames", nodelist], text=True)
+    return out.split()[0]
+
+
+# ------------------------------------------------------------------ reading the recipe
+
+
+def hydra_config_path(argv: List[str]) -> Optional[str]:
+    """The YAML named by ``--config-dir``/``--config-name`` (``-cd``/``-cn``, ``=`` forms too) in ``argv``."""
+    found: Dict[str, str] = {}
+    names = {"--config-dir": "dir", "-cd": "dir", "--config-name": "name", "-cn": "name",
+             "--config-path": "dir", "-cp": "dir"}
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if key in names:
+            found[names[key]] = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+    if "name" not in found:
+        return None
+    name = found["name"] if found["name"].endswith(".yaml") else found["name"] + ".yaml"
+    return os.path.join(found.get("dir", "."), name)
+
+
+def resolved_recipe(argv: List[str]) -> dict:
+    """The config file named in ``argv`` with its ``key=value`` overrides applied (a plain dict,
+    interpolations left as they are); {} when no config file is named."""
+    from omegaconf import OmegaConf
+
+    path = hydra_config_path(argv)
+    if path is None or not os.path.isfile(path):
+        return {}
+    cfg = OmegaConf.load(path)
+    overrides = [a.lstrip("+") for a in argv if "=" in a and not a.startswith("-") and not a.startswith("hydra.")]
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except Exception:  # hydra itself reports a malformed override, with its own message
+        pass
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _get(cfg: dict, dotted: str, default=None):
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return default
+        cfg = cfg[part]
+    return cfg
+
+
+def check_precision(cfg: dict, cuda: Optional[bool] = None) -> None:
+    """``common.fp16`` needs CUDA (fairseq's FP16 optimizer asks it for the device): one line
+    naming the alternatives instead of its traceback."""
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    fp16 = str(_get(cfg, "common.fp16", False)).lower() == "true"
+    if fp16 and not cuda:
+        raise TrainConfigError("common.fp16=true needs a CUDA GPU (fairseq's FP16 optimizer runs on one); here use "
+                               "common.fp16=false common.bf16=true (bfloat16 on CPU), or "
+                               "common.memory_efficient_fp16=true, or train on a GPU", path="common.fp16")
+
+
+def processes_here(env: Mapping[str, str] = os.environ) -> int:
+    """Training processes this launch has: torchrun's or SLURM's world, else one per GPU, else 1."""
+    import torch
+
+    if all(k in env for k in TORCHRUN_VARS):
+        return int(env["WORLD_SIZE"])
+    if all(k in env for k in SLURM_VARS):
+        return int(env["SLURM_NTASKS"])
+    return max(1, torch.cuda.device_count())
+
+
+def _batch_words(cfg: dict) -> str:
+    tokens, sentences = _get(cfg, "dataset.max_tokens"), _get(cfg, "dataset.batch_size")
+    if tokens:
+        tokens = int(tokens)
+        return f"{tokens / 1e6:.1f}M samples/tokens" if tokens >= 1e6 else f"{tokens} samples/tokens"
+    return f"{sentences} items" if sentences else "its batch"
+
+
+def fit_world_size(cfg: dict, available: int) -> Tuple[List[str], Optional[str]]:
+    """Overrides (world size, ``update_freq``) that keep a recipe's effective batch on
+    ``available`` processes, and the line that says so; ([], None) when the recipe fits."""
+    world = int(_get(cfg, "distributed_training.distributed_world_size", 1) or 1)
+    if world <= available:
+        return [], None
+    freq = _get(cfg, "optimization.update_freq", [1]) or [1]
+    freq = [int(f) for f in (freq if isinstance(freq, list) else [freq])]
+    new = [math.ceil(world * f / available) for f in freq]
+    batch = _batch_words(cfg)
+    recipe = f"recipe: {world} processes x {batch} x update_freq {','.join(map(str, freq))}"
+    here = f"here: {available} process{'es' if available > 1 else ''} -> update_freq {','.join(map(str, new))}"
+    ratio = available * new[0] / (world * freq[0])
+    same = "same effective batch" if ratio == 1 else f"effective batch {ratio:.3g}x the recipe's"
+    line = f"{recipe}; {here} ({same}; learning rate and schedule as the recipe's)"
+    overrides = [f"distributed_training.distributed_world_size={available}",
+                 f"optimization.update_freq=[{','.join(map(str, new))}]"]
+    return overrides, line
+
+
+def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False) -> None:
     """``d2v train ARGS``: fairseq-hydra-train with ``argv`` (default: ``sys.argv[1:]``), the
-    package as ``common.user_dir`` unless given, and the torchrun overrides above."""
+    package as ``common.user_dir`` unless given, the torchrun/SLURM overrides above, the
+    precision check, and the recipe's world size fitted to this machine (unless
+    ``exact_world_size``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = resolved_recipe(argv)
+    check_precision(cfg)
+    extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides() + slurm_overrides()
+    if not exact_world_size and cfg:
+        fitted, line = fit_world_size(cfg, processes_here())
+        if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
+            print(line, flush=True)
+        # the fitted values replace the user's own (update_freq was already multiplied in)
+        replaced = {o.split("=", 1)[0] for o in fitted}
+        argv = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in replaced]
+        extra = [e for e in extra if e.split("=", 1)[0] not in replaced] + fitted
     given = {arg.split("=", 1)[0].lstrip("+") for arg in argv if "=" in arg}
-    extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides()
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
 

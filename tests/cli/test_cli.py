@@ -12,7 +12,8 @@ import pytest
 
 from d2v_fairseq.cli import build_parser, main
 
-SUBCOMMANDS = ("prepare", "transcribe", "tune-lm", "evaluate", "features", "probe", "export", "demo", "train", "configs")
+SUBCOMMANDS = ("prepare", "transcribe", "tune-lm", "evaluate", "features", "probe", "export", "demo", "ablate", "train",
+               "configs")
 
 
 def d2v_process(*args, cwd=None):

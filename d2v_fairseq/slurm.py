@@ -1,0 +1,181 @@
+"""``d2v train --slurm``: the same training, submitted to a SLURM cluster with submitit.
+
+One SLURM task per training process (``--nodes`` x ``--tasks-per-node``); every task runs
+``launch.hydra_train`` on the same arguments, and the ranks join one DDP job (see ``launch``:
+fairseq's own SLURM initialization on GPUs, the process group spelled out with gloo on CPUs).
+The job is submitted with ``--requeue``: a preempted or timed-out job is requeued (submitit
+catches the signal and resubmits the same task) and fairseq resumes it from
+``checkpoint_last.pt`` in ``checkpoint.save_dir``, which must be on storage every node sees.
+
+The submitting command prints the job id and where the logs are (``SAVE_DIR/slurm/``), streams
+rank 0's log and exits with the job's status; ``wait=False`` returns after submitting.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from .modules.errors import InputError
+
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                "BOOT_FAIL", "DEADLINE")
+
+
+@dataclass
+class SlurmOptions:
+    """Where and how the job runs; None: SLURM's (or the partition's) default."""
+    partition: Optional[str] = None
+    nodes: int = 1
+    tasks_per_node: int = 1
+    gpus_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    time: Optional[int] = None  # minutes
+    mem: Optional[str] = None  # e.g. 64G
+    account: Optional[str] = None
+    constraint: Optional[str] = None
+    job_name: str = "d2v-train"
+    wait: bool = True
+    logs: Optional[str] = None  # default SAVE_DIR/slurm
+
+
+class TrainTask:
+    """The callable each SLURM task runs: ``d2v train ARGV`` in that task's process.
+
+    ``checkpoint`` is what submitit calls on preemption or timeout: the same task is requeued
+    and fairseq resumes from ``checkpoint_last.pt``."""
+
+    def __init__(self, argv: List[str], exact_world_size: bool = False):
+        self.argv, self.exact_world_size = list(argv), exact_world_size
+
+    def __call__(self) -> int:
+        from .launch import hydra_train
+
+        hydra_train(list(self.argv), self.exact_world_size)
+        return 0
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainTask(self.argv, self.exact_world_size))
+
+
+def save_dir_of(argv: List[str]) -> str:
+    """``checkpoint.save_dir`` from the overrides: a cluster job needs one every node sees."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "checkpoint.save_dir" and value:
+            return os.path.abspath(value)
+    raise InputError("d2v train --slurm needs checkpoint.save_dir=DIR on storage every node sees "
+                     "(the checkpoints, and the job's logs under DIR/slurm)", path="checkpoint.save_dir")
+
+
+def _absolute(argv: List[str]) -> List[str]:
+    """``argv`` with the config dir and save dir made absolute (the job may start elsewhere)."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            out += [arg, os.path.abspath(argv[i + 1])]
+            i += 2
+            continue
+        key, eq, value = arg.partition("=")
+        if eq and key in ("--config-dir", "-cd", "checkpoint.save_dir", "+checkpoint.save_dir"):
+            arg = f"{key}={os.path.abspath(value)}"
+        out.append(arg)
+        i += 1
+    return out
+
+
+def submit(argv: List[str], options: SlurmOptions, exact_world_size: bool = False,
+           report: Callable[[str], None] = print):
+    """Submits ``d2v train ARGV`` as one SLURM job; returns the submitit job."""
+    try:
+        import submitit
+    except ImportError:
+        raise InputError("d2v train --slurm needs submitit: pip install submitit==1.5.4") from None
+    if subprocess.run(["which", "sbatch"], capture_output=True).returncode != 0:
+        raise InputError("d2v train --slurm: no sbatch on this machine (run it on a SLURM login node)")
+    argv = _absolute(argv)
+    save_dir = save_dir_of(argv)
+    logs = os.path.abspath(options.logs or os.path.join(save_dir, "slurm"))
+    os.makedirs(logs, exist_ok=True)
+    executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=10)
+    params = dict(nodes=options.nodes, ntasks_per_node=options.tasks_per_node, job_name=options.job_name,
+                  signal_delay_s=120, additional_parameters={"requeue": True})
+    for key, value in (("partition", options.partition), ("gpus_per_node", options.gpus_per_node),
+                       ("cpus_per_task", options.cpus_per_task), ("time", options.time), ("mem", options.mem),
+                       ("account", options.account), ("constraint", options.constraint)):
+        if value is not None:
+            params[key] = value
+    executor.update_parameters(**params)
+    job = executor.submit(TrainTask(argv, exact_world_size))
+    report(f"submitted SLURM job {job.job_id}: {options.nodes} node(s) x {options.tasks_per_node} task(s); "
+           f"logs: {logs}/{job.job_id}_<task>_log.out (rank 0: {rank0_log(logs, job.job_id)}); "
+           f"checkpoints: {save_dir}")
+    return job
+
+
+def rank0_log(logs: str, job_id: str) -> str:
+    """Rank 0's log file of a job submitted by ``submit``."""
+    return os.path.join(logs, f"{job_id}_0_log.out")
+
+
+def job_state(job_id: str) -> Optional[str]:
+    """The job's state from squeue (PENDING, RUNNING, ...); None when it left the queue."""
+    out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True)
+    state = out.stdout.strip().splitlines()
+    return state[0] if out.returncode == 0 and state else None
+
+
+def wait(job, logs: str, stream: Callable[[str], None] = lambda line: print(line, end="", flush=True),
+         poll_s: float = 2.0) -> int:
+    """Streams rank 0's log until the job leaves the queue; returns 0 when every task finished
+    its training, 1 otherwise (with the failing task's error printed)."""
+    from submitit.core.utils import pickle_load
+
+    log_path = rank0_log(logs, job.job_id)
+    position = 0
+    while True:
+        state = job_state(job.job_id)
+        if os.path.isfile(log_path):
+            with open(log_path, errors="replace") as f:
+                f.seek(position)
+                chunk = f.read()
+                position = f.tell()
+            for line in chunk.splitlines(keepends=True):
+                stream(line)
+        if state is None:
+            break
+        time.sleep(poll_s)
+    failed = []
+    for task in range(_task_count(job)):
+        result = os.path.join(logs, f"{job.job_id}_{task}_result.pkl")
+        if not os.path.isfile(result):
+            failed.append(f"task {task}: no result (killed or never started; see {logs})")
+            continue
+        outcome, value = pickle_load(result)
+        if outcome != "success":
+            failed.append(f"task {task}: {str(value).strip().splitlines()[-1]}")
+    for line in failed:
+        print(f"SLURM job {job.job_id} {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _task_count(job) -> int:
+    return len(getattr(job, "_tasks", (0,)))  # submitit keeps the job's task ids there
+
+
+def train_on_slurm(argv: List[str], options: SlurmOptions, exact_world_size: bool = False) -> int:
+    """``d2v train --slurm``: submit, then (unless ``options.wait`` is false) stream rank 0's log
+    and return the job's status."""
+    job = submit(argv, options, exact_world_size)
+    if not options.wait:
+        return 0
+    logs = os.path.dirname(rank0_log(os.path.abspath(options.logs or os.path.join(save_dir_of(_absolute(argv)), "slurm")),
+                                     job.job_id))
+    status = wait(job, logs)
+    print(f"SLURM job {job.job_id} {'finished' if status == 0 else 'FAILED'}; logs: {logs}", flush=True)
+    return status
