@@ -13,7 +13,11 @@ cmd=${1:?start or stop}; dir=$(mkdir -p "${2:?a state directory}" && cd "$2" && 
 
 if [ "$cmd" = stop ]; then
   for pid_file in "$dir"/slurmd-n1.pid "$dir"/slurmd-n2.pid "$dir"/slurmctld.pid "$dir"/munged.pid; do
-    [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
+    [ -f "$pid_file" ] || continue
+    pid=$(cat "$pid_file")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
     rm -f "$pid_file"
   done
   exit 0
@@ -28,13 +32,14 @@ fi
 grep -qE '^127\.0\.0\.1[[:space:]].*\bn1\b' /etc/hosts || echo "127.0.0.1 n1 n2" >> /etc/hosts
 
 # munge: its key, and run/log dirs owned by its user
-mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge "$dir/munge"
+mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
 [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
-chown -R munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge "$dir/munge"
+chown -R munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge
 chmod 0700 /etc/munge /var/log/munge /var/lib/munge; chmod 0400 /etc/munge/munge.key; chmod 0755 /run/munge
 if ! munge -n >/dev/null 2>&1; then
-  runuser -u munge -- munged --force --pid-file="$dir/munge/munged.pid"
-  cp "$dir/munge/munged.pid" "$dir/munged.pid"
+  # its pid file where the munge user may write; a copy here says this script started it
+  runuser -u munge -- munged --force --pid-file=/run/munge/munged-d2v.pid
+  cp /run/munge/munged-d2v.pid "$dir/munged.pid"
   for _ in $(seq 50); do munge -n >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
@@ -60,6 +65,7 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
+KillWait=3
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 NodeName=n1 NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=17001 CPUs=$cpus State=UNKNOWN
