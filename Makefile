@@ -85,8 +85,8 @@ ABLATE_SEEDS ?= 2
 ablations: $(STAMP) espeak
 	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/vision
 	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/speech
+	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/text
 	$(D2V) ablate target --modality speech --values ffn,ffn-residual,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/speech
 	$(D2V) ablate context --modality vision --values 1,2,full --seeds $(ABLATE_SEEDS) --work work/ablations/vision
 	$(D2V) ablate context --modality speech --values 2,8,full --seeds $(ABLATE_SEEDS) --work work/ablations/speech
-	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/text
 	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/vision
