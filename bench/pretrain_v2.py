@@ -30,7 +30,8 @@ from omegaconf import OmegaConf
 from _measure import front_end, train_once  # bench/ is the script's directory
 
 from d2v_fairseq.demos.speech_corpus import build_corpus
-from d2v_fairseq.demos.common import decode, demo_decoders, hydra_train, stage, trained_updates
+from d2v_fairseq.demos.common import hydra_train, stage, trained_updates
+from d2v_fairseq.demos.speech import decode, demo_decoders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,0 +1,39 @@
+"""bench/ is not imported by the package: each script's imports and --help are checked here, so
+that a refactor cannot break one silently; the GPU check runs its own smoke test on CPU."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+BENCH = os.path.join(REPO, "bench")
+SCRIPTS = sorted(n for n in os.listdir(BENCH) if n.endswith(".py") and not n.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_script_imports_and_has_help(script):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--help"], capture_output=True, text=True,
+                          cwd=BENCH, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
+
+
+def test_gpu_check_refuses_cleanly_without_cuda():
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "gpu_check.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "gpu_check: no CUDA device here (torch.cuda.is_available() is False): nothing to check"
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_table_on_cpu_with_tiny_configs(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "gpu_check.py"), "--tiny", "--cpu", "--updates", "12",
+                           "--only", "speech-v1,vision-v1", "--precisions", "bf16", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("speech-v1", "vision-v1"))]
+    assert [r[0] for r in rows] == ["speech-v1", "vision-v1"] and all(r[-1] == "ok" for r in rows)
+    assert rows[0][-2].endswith("x")  # the ratio against fairseq's reference speech model
