@@ -42,6 +42,20 @@ class Data2VecModel(BaseFairseqModel):
     # whether ``teacher_scope()`` can include the positional encoder (ema_layers_only=false)
     teacher_can_copy_positions = False
 
+    # how this modality reads loss_scale <= 0 (text: as the reference does, 1/sqrt(dim))
+    nonpositive_loss_scale_is_default = False
+
+    def effective_loss_scale(self, scale: Optional[float]) -> Optional[float]:
+        """The loss scale ``regression_loss`` gets (None: 1/sqrt(dim)). A literal scale <= 0
+        would train nothing (the loss is 0): text reads it as the reference does, the other
+        modalities refuse it."""
+        if scale is None or scale > 0:
+            return scale
+        if self.nonpositive_loss_scale_is_default:
+            return None
+        raise ValueError(f"model config: loss_scale={scale} makes the loss 0 (nothing trains); leave it unset "
+                         "(null: 1/sqrt(embedding dim)) or give a positive scale")
+
     def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, linear_head: bool = True):
         super().__init__()
         self.cfg = cfg
@@ -53,6 +67,7 @@ class Data2VecModel(BaseFairseqModel):
                              "(its teacher copies the Transformer blocks; the positional encoder is shared)")
         self.target_layer_norm = target_layer_norm(cfg)
         self.target_final_norm = target_final_norm(cfg)
+        self.loss_scale = self.effective_loss_scale(cfg.loss_scale)
         self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim) if linear_head else None
         self.num_updates = 0
         self.teacher: Optional[EMATeacher] = None
@@ -169,7 +184,7 @@ class Data2VecModel(BaseFairseqModel):
 
     def regress(self, pred: torch.Tensor, target: torch.Tensor, mask_indices: torch.Tensor) -> Dict:
         """The loss and its statistics for predictions and targets (N, C); see ``forward``."""
-        loss = regression_loss(pred, target, self.cfg.loss_beta, self.cfg.loss_scale).sum()
+        loss = regression_loss(pred, target, self.cfg.loss_beta, self.loss_scale).sum()
         with torch.no_grad():
             target_var, pred_var = feature_std(target), feature_std(pred)
         return {

@@ -124,6 +124,10 @@ class TextEncoder(nn.Module):
 class Data2VecTextModel(Data2VecModel):
     """data2vec text model; see the module docstring."""
 
+    # the reference's data2vec_text reads loss_scale <= 0 as 1/sqrt(dim), and its released
+    # configs say loss_scale: 0; read as a literal 0 the loss would be 0 and nothing would train
+    nonpositive_loss_scale_is_default = True
+
     def __init__(self, cfg: Data2VecTextConfig, dictionary):
         if not cfg.ema_transformer_layers_only:
             raise ValueError("model config: ema_transformer_layers_only=false is not supported "

@@ -202,3 +202,16 @@ def test_one_sentence_per_sample_break_mode_loads(text_corpus):
         original = torch.where(item["target"].ne(pad), item["target"], item["net_input.src_tokens"])
         assert original[0] == task.source_dictionary.bos()
         assert torch.equal(original[1:], lines[i])
+
+
+def test_loss_scale_zero_reads_as_the_reference_reads_it_for_text_and_is_refused_elsewhere():
+    import pytest as _pytest
+
+    from d2v_fairseq.models.base import Data2VecModel
+    from d2v_fairseq.models.data2vec_text import Data2VecTextModel
+
+    assert Data2VecTextModel.effective_loss_scale(Data2VecTextModel, 0.0) is None  # 1/sqrt(dim)
+    assert Data2VecTextModel.effective_loss_scale(Data2VecTextModel, 1.0) == 1.0
+    assert Data2VecModel.effective_loss_scale(Data2VecModel, None) is None
+    with _pytest.raises(ValueError, match="loss_scale=0.0 makes the loss 0"):
+        Data2VecModel.effective_loss_scale(Data2VecModel, 0.0)
