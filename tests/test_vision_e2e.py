@@ -8,11 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from d2v_fairseq.data.images import prepare
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
+from .helpers.images import write_square_images
 
 pytestmark = pytest.mark.slow  # end to end: training runs
 
@@ -24,16 +22,7 @@ FINETUNE_DIR = os.path.join(REPO, "examples", "vision", "finetuning")
 def image_folder(tmp_path_factory):
     """Three classes of 32 x 32 images (a bright square in a class-specific corner) and manifests."""
     root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 8), ("val", 4)):
-        for label in range(3):
-            os.makedirs(root / "img" / split / f"c{label}", exist_ok=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-                y, x = [(2, 2), (2, 18), (18, 10)][label]
-                pixels[y:y + 12, x:x + 12] = 230
-                Image.fromarray(pixels).save(root / "img" / split / f"c{label}" / f"{i}.png")
-    prepare(str(root / "img"), str(root / "manifests"), ("train", "val"))
+    write_square_images(str(root))
     return root / "manifests"
 
 

@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from d2v_fairseq.data.images import prepare
 from d2v_fairseq.demos import ablation
 from d2v_fairseq.demos.ablation import STUDIES, StudyError, data_fingerprint, load_recipe, parse_values, run_key
 
 from ..conftest import REPO, VENV_BIN, run_cli
+from ..helpers.images import write_square_images
 
 CONFIGS = os.path.join(REPO, "d2v_fairseq", "configs")
 
@@ -74,16 +72,7 @@ def test_run_key_follows_the_resolved_config_and_data(tmp_path):
 def two_update_recipe(tmp_path_factory):
     """A vision recipe of two pre-training and two fine-tuning updates on 3 classes of images."""
     root = tmp_path_factory.mktemp("ablate")
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 6), ("val", 4)):
-        for label in range(3):
-            os.makedirs(root / "img" / split / f"c{label}", exist_ok=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-                y, x = [(2, 2), (2, 18), (18, 10)][label]
-                pixels[y:y + 12, x:x + 12] = 230
-                Image.fromarray(pixels).save(root / "img" / split / f"c{label}" / f"{i}.png")
-    prepare(str(root / "img"), str(root / "manifests"), ("train", "val"))
+    write_square_images(str(root), (("train", 6), ("val", 4)))
     recipe = root / "recipe.yaml"
     recipe.write_text(f"""modality: vision
 data: {root / 'manifests'}
