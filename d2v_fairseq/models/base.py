@@ -223,6 +223,28 @@ class Data2VecModel(BaseFairseqModel):
             state[prefix + EMA_UPDATES_KEY] = torch.tensor(self.teacher_updates)
         return state
 
+    def _report_shared_teacher_tensors(self, ema_state: Dict[str, torch.Tensor], ignored: List[str]) -> None:
+        """The saved teacher tensors this teacher shares with the student (not loaded): INFO
+        when they equal the student's, WARNING with the largest difference when they do not
+        (the reference's text teacher keeps its own token table when positions are sinusoidal)."""
+        # the student's tensor of the same name (the teacher's keys are relative to the copied part)
+        student = {k: v for k, v in nn.Module.state_dict(self).items() if not k.startswith(EMA_KEY)}
+        differ = {}
+        for key in ignored:
+            matches = [k for k in student if k == key or k.endswith("." + key)]
+            own = student[matches[0]] if len(matches) == 1 else None
+            if own is not None and own.shape == ema_state[key].shape:
+                gap = (own.float() - ema_state[key].float()).abs().max().item()
+                if gap > 0:
+                    differ[key] = gap
+        if differ:
+            worst = max(differ, key=differ.get)
+            logger.warning(f"EMA teacher: {len(differ)} saved tensor(s) differ from the student's, which the teacher "
+                           f"shares here and uses instead: largest difference {differ[worst]:.3g} in {worst}")
+        same = sorted(set(ignored) - set(differ))
+        if same:
+            logger.info(f"EMA teacher: not loaded (shared with the student): {same[:4]}{'...' if len(same) > 4 else ''}")
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         ema_state = state_dict.pop(prefix + EMA_KEY, None)
         ema_updates = state_dict.pop(prefix + EMA_UPDATES_KEY, None)
@@ -234,6 +256,6 @@ class Data2VecModel(BaseFairseqModel):
         self.teacher = EMATeacher(self.teacher_scope())
         ignored = self.teacher.load_state_dict(ema_state)
         if ignored:
-            logger.info(f"EMA teacher: not loaded (shared with the student): {sorted(ignored)[:4]}...")
+            self._report_shared_teacher_tensors(ema_state, ignored)
         # released checkpoints have no update marker: their teacher holds the saved student
         self.teacher_updates = int(ema_updates) if ema_updates is not None else self.num_updates

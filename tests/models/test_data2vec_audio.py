@@ -170,3 +170,30 @@ def test_features_do_not_depend_on_the_batch_unless_asked_for_the_reference(inva
         assert worst < 1e-4
     else:  # the reference: padding leaks through the 3-layer positional conv into the last frames
         assert worst > 1e-3
+
+
+def test_a_saved_teacher_tensor_the_student_shares_is_a_warning_when_it_differs(tiny_model, caplog):
+    import logging
+
+    import torch
+
+    tiny_model.train()
+    tiny_model.set_num_updates(1)
+    state = tiny_model.state_dict()
+    if "_ema" not in state:
+        pytest.skip("the tiny model has no teacher before its first update")
+    # the positional conv: the student's, shared with the teacher; a saved teacher may hold a copy
+    student = {k: v for k, v in state.items() if k.startswith("encoder.pos_conv")}
+    assert student, "the positional encoder is shared with the student"
+    scope = {k.split(".", 1)[1]: v.clone() for k, v in student.items()}  # keyed as the teacher's part
+    shared = sorted(scope)
+    state["_ema"] = {**state["_ema"], **scope}
+    with caplog.at_level(logging.INFO, logger="d2v_fairseq.models.base"):
+        tiny_model.load_state_dict(state)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # equal: INFO only
+    state["_ema"][shared[0]] = scope[shared[0]] + 0.5
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="d2v_fairseq.models.base"):
+        tiny_model.load_state_dict(state)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"largest difference 0.5 in {shared[0]}" in warnings[0]
