@@ -34,7 +34,7 @@ def wheel(tmp_path_factory):
 def test_wheel_ships_the_configs_and_declares_its_dependencies(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     configs = [n for n in names if n.startswith("d2v_fairseq/configs/") and n.endswith(".yaml")]
-    in_tree = glob.glob(os.path.join(REPO, "d2v_fairseq", "configs", "*", "*", "*.yaml"))
+    in_tree = glob.glob(os.path.join(REPO, "d2v_fairseq", "configs", "**", "*.yaml"), recursive=True)
     assert len(configs) == len(in_tree) > 30
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     required = re.findall(r"^Requires-Dist: ([\w.-]+)==", metadata, re.M)
