@@ -246,9 +246,33 @@ def data_fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
+# study keys a recipe's config may leave out: set to the model's default, they are left out of the
+# key too, so that (say) ``target ffn`` and ``top-k`` at the recipe's K share one run
+DEFAULTED_KEYS = ("target_feature", "teacher_attention_window")
+
+
+def model_default(model_name: str, field_name: str):
+    """The default of a registered model's config field (None when unknown)."""
+    from fairseq.models import MODEL_DATACLASS_REGISTRY
+
+    from .. import models  # noqa: F401  (registers the package's models)
+
+    config = MODEL_DATACLASS_REGISTRY.get(model_name)
+    declared = getattr(config, "__dataclass_fields__", {}).get(field_name)
+    return None if declared is None else declared.default
+
+
 def run_key(resolved: dict, **inputs) -> str:
-    """A short hash of a resolved config (its paths to the work dir left out) and ``inputs``."""
+    """A short hash of a resolved config (its paths to the work dir left out, study keys at the
+    model's default left out) and ``inputs``."""
     resolved = json.loads(json.dumps(resolved, default=str))
+    model = resolved.get("model")
+    if isinstance(model, dict) and "_name" in model:
+        for key in DEFAULTED_KEYS:
+            if key in model and str(model[key]) == str(model_default(model["_name"], key)):
+                del model[key]
+            elif key in model and key == "teacher_attention_window" and float(model[key]) == 0.0:
+                del model[key]
     for section, key in (("common", "user_dir"), ("checkpoint", "save_dir"), ("checkpoint", "restore_file"),
                          ("task", "data"), ("model", "w2v_path"), ("model", "model_path")):
         if isinstance(resolved.get(section), dict):

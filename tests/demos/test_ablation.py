@@ -149,3 +149,20 @@ def test_a_broken_recipe_names_its_file(tmp_path):
     bad.write_text("modality: vision\nscore: {data: x, metric: top1}\npretrain: {config: vision/pretraining/tiny_cpu.yaml}\n")
     with pytest.raises(StudyError, match="pretrain.updates is missing"):
         load_recipe(str(bad))
+
+
+def test_settings_at_the_models_default_share_the_baseline_run():
+    recipe = load_recipe(ablation.default_recipe("speech"))
+
+    def key(*setting):
+        cfg = ablation.resolved_config(recipe.pretrain, {"data": "/d"}, ["common.seed=1", *setting])
+        return run_key(cfg, data="x")
+
+    baseline = key("++model.average_top_k_layers=6")  # the recipe's K
+    assert key("++model.target_feature=ffn") == baseline  # speech's default target point
+    assert key("++model.teacher_attention_window=0") == baseline  # the whole input
+    assert key("++model.target_feature=attn") != baseline
+    assert key("++model.teacher_attention_window=8") != baseline
+    vision = load_recipe(ablation.default_recipe("vision"))
+    cfg = ablation.resolved_config(vision.pretrain, {"data": "/d"}, ["++model.target_feature=block"])
+    assert run_key(cfg, data="x") == run_key(ablation.resolved_config(vision.pretrain, {"data": "/d"}), data="x")
