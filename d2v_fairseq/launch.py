@@ -118,7 +118,8 @@ def resolved_recipe(argv: List[str]) -> dict:
     return OmegaConf.to_container(cfg, resolve=False)
 
 
-def _get(cfg: dict, dotted: str, default=None):
+def config_get(cfg: dict, dotted: str, default=None):
+    """``cfg["a"]["b"]`` of a plain config dict for ``"a.b"``; ``default`` when absent."""
     for part in dotted.split("."):
         if not isinstance(cfg, dict) or part not in cfg:
             return default
@@ -132,7 +133,7 @@ def check_precision(cfg: dict, cuda: Optional[bool] = None) -> None:
     import torch
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    fp16 = str(_get(cfg, "common.fp16", False)).lower() == "true"
+    fp16 = str(config_get(cfg, "common.fp16", False)).lower() == "true"
     if fp16 and not cuda:
         raise TrainConfigError("common.fp16=true needs a CUDA GPU (fairseq's FP16 optimizer runs on one); here use "
                                "common.fp16=false common.bf16=true (bfloat16 on CPU), or "
@@ -151,7 +152,7 @@ def processes_here(env: Mapping[str, str] = os.environ) -> int:
 
 
 def _batch_words(cfg: dict) -> str:
-    tokens, sentences = _get(cfg, "dataset.max_tokens"), _get(cfg, "dataset.batch_size")
+    tokens, sentences = config_get(cfg, "dataset.max_tokens"), config_get(cfg, "dataset.batch_size")
     if tokens:
         tokens = int(tokens)
         return f"{tokens / 1e6:.1f}M samples/tokens" if tokens >= 1e6 else f"{tokens} samples/tokens"
@@ -161,10 +162,10 @@ def _batch_words(cfg: dict) -> str:
 def fit_world_size(cfg: dict, available: int) -> Tuple[List[str], Optional[str]]:
     """Overrides (world size, ``update_freq``) that keep a recipe's effective batch on
     ``available`` processes, and the line that says so; ([], None) when the recipe fits."""
-    world = int(_get(cfg, "distributed_training.distributed_world_size", 1) or 1)
+    world = int(config_get(cfg, "distributed_training.distributed_world_size", 1) or 1)
     if world <= available:
         return [], None
-    freq = _get(cfg, "optimization.update_freq", [1]) or [1]
+    freq = config_get(cfg, "optimization.update_freq", [1]) or [1]
     freq = [int(f) for f in (freq if isinstance(freq, list) else [freq])]
     new = [math.ceil(world * f / available) for f in freq]
     batch = _batch_words(cfg)

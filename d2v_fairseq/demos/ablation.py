@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..environment import config_root
+from ..launch import config_get
 from ..modules.errors import InputError
 from ..modules.transformer import TARGET_FEATURES
 from .common import hydra_train
@@ -160,20 +161,11 @@ def substitute(text: str, substitutions: Dict[str, str]) -> str:
     return text
 
 
-def lookup(cfg: dict, dotted: str):
-    """``cfg["a"]["b"]`` for ``"a.b"``; None when absent."""
-    for part in dotted.split("."):
-        if not isinstance(cfg, dict) or part not in cfg:
-            return None
-        cfg = cfg[part]
-    return cfg
-
-
 def model_depth(recipe: Recipe) -> int:
     """The number of blocks of the recipe's pre-training model."""
     cfg = resolved_config(recipe.pretrain, PLACEHOLDERS)
     for key in DEPTH_KEYS:
-        depth = lookup(cfg, key)
+        depth = config_get(cfg, key)
         if depth is not None:
             return int(depth)
     raise StudyError(f"the pre-training config names no depth (one of {', '.join(DEPTH_KEYS)})",
@@ -375,14 +367,14 @@ class Progress:
             self.trained.append(seconds)
 
 
-def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, work: str,
+def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, fingerprint: str, work: str,
                 progress: Progress, score: Callable[[str, str, str], Dict]) -> RunResult:
-    """Pre-trains, fine-tunes and scores one (setting, seed), reusing what is already done."""
+    """Pre-trains, fine-tunes and scores one (setting, seed), reusing what is already done;
+    ``fingerprint``: ``data_fingerprint(data)``."""
     start = time.time()
     # ++: set the key whether or not the config file names it
     setting = [f"++{study.key}={config_value(study, value)}", f"common.seed={seed}",
                f"optimization.max_update={recipe.pretrain.updates}"]
-    fingerprint = data_fingerprint(data)
     subst = {"data": data, "seed": str(seed)}
     pre_cfg = resolved_config(recipe.pretrain, subst, setting)
     pre_key = run_key(pre_cfg, data=fingerprint)
@@ -519,7 +511,8 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
     with WorkLock(work):
         data = prepare_data(recipe, work)
         progress = Progress(study, recipe.modality, len(settings) * seeds)
-        results = [run_setting(recipe, study, value, seed, data, work, progress, score)
+        fingerprint = data_fingerprint(data)
+        results = [run_setting(recipe, study, value, seed, data, fingerprint, work, progress, score)
                    for value in settings for seed in range(1, seeds + 1)]
     rows = summarize(study, recipe, results)
     print("\n" + format_table(study, recipe, rows))
