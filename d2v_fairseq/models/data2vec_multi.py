@@ -1,0 +1,345 @@
+"""``data2vec_multi``: data2vec 2.0 (Baevski et al., 2022b, "Efficient Self-supervised Learning
+with Contextualized Target Representations for Vision, Speech and Language") for speech, images
+and text, in fairseq's layout: the reference's config (``multi_config.py``) and parameter names,
+so a checkpoint moves between fairseq's ``examples/data2vec`` and this package without renaming.
+
+A pre-training step (``forward``):
+
+* ``encode_student``: the modality encoder embeds the input once, repeats it ``clone_batch``
+  times with a different mask per copy, keeps only the visible steps, and the shared blocks
+  encode them (MAE-style: the student never sees a mask token);
+* ``decode``: the modality's light conv decoder fills the masked steps with noise and predicts
+  every step;
+* ``make_targets`` (the EMA teacher, ``modules/ema.py``): the teacher encodes each sample once,
+  unmasked; the average of its top-K block outputs (``modules/targets.py``) is repeated per copy;
+* ``regress``: the loss at the masked steps (``modules/regression.py``), plus the CLS loss for
+  images; returned as fairseq's ``model`` criterion reads it ({"losses", "sample_size", logs}).
+
+``extract_features`` runs the student unmasked (fine-tuning, features).
+"""
+
+import logging
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from fairseq.models import BaseFairseqModel, register_model
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+from torch import nn
+
+from ..modules.ema import EMATeacher, ema_decay_at
+from ..modules.multi_layers import Block, run_blocks
+from ..modules.regression import feature_std, regression_loss
+from ..modules.targets import build_targets, normalize
+from .multi_config import Data2VecMultiConfig, Modality
+from .multi_encoders import ENCODERS, MaskSeeds, ModalityEncoder, view_without
+
+logger = logging.getLogger(__name__)
+
+EMA_KEY = "_ema"
+# a key some released speech checkpoints carry (wav2vec fine-tuning's mask embedding): unused here
+STRAY_KEYS = ("encoder_mask",)
+
+
+def modality_of(value) -> Modality:
+    """A Modality from its name (any case) or the enum itself."""
+    if isinstance(value, Modality):
+        return value
+    name = getattr(value, "name", value)
+    try:
+        return Modality[str(name).upper()]
+    except KeyError:
+        raise ValueError(f"modality {value!r}: choose AUDIO, IMAGE or TEXT") from None
+
+
+def target_layer_norm_name(cfg: Data2VecMultiConfig) -> str:
+    """The per-block target normalization as ``modules/targets.py`` names it."""
+    chosen = [name for name, on in (("instance", cfg.instance_norm_target_layer),
+                                    ("batch", cfg.batch_norm_target_layer),
+                                    ("layer", cfg.layer_norm_target_layer)) if on]
+    if len(chosen) > 1:
+        raise ValueError(f"model config: more than one of instance/batch/layer_norm_target_layer is set ({chosen})")
+    return chosen[0] if chosen else "none"
+
+
+@register_model("data2vec_multi", dataclass=Data2VecMultiConfig)
+class Data2VecMultiModel(BaseFairseqModel):
+    """data2vec 2.0; see the module docstring."""
+
+    def __init__(self, cfg: Data2VecMultiConfig, modalities: List[Modality], task=None, skip_ema: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.modalities = [modality_of(m) for m in modalities]
+        if cfg.shared_decoder is not None:
+            raise ValueError("model config: shared_decoder is not supported by this package's data2vec_multi "
+                             "(each modality has its own decoder: modalities.*.decoder)")
+        if cfg.recon_loss > 0:
+            raise ValueError("model config: recon_loss > 0 (pixel reconstruction) is not supported here")
+        if cfg.loss_scale is not None and cfg.loss_scale <= 0:
+            raise ValueError(f"model config: loss_scale={cfg.loss_scale} makes the loss 0 or negative; leave it "
+                             "null (1/sqrt(embed_dim)) or give a positive scale")
+        self.target_layer_norm = target_layer_norm_name(cfg)
+
+        def make_norm(dim: int) -> nn.LayerNorm:
+            return nn.LayerNorm(dim, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine)
+
+        def make_block(drop_path: float) -> Block:
+            return Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.encoder_dropout, cfg.attention_dropout,
+                         cfg.activation_dropout, cfg.post_mlp_drop, float(drop_path), cfg.norm_eps,
+                         cfg.norm_affine, cfg.layer_norm_first, ffn_targets=not cfg.end_of_block_targets)
+
+        self.modality_encoders = nn.ModuleDict()
+        for modality in self.modalities:
+            mod_cfg = getattr(cfg.modalities, modality.name.lower())
+            extra = {}
+            if modality == Modality.TEXT:
+                text_task = getattr(task, "text_task", task)
+                extra["dictionary"] = getattr(text_task, "source_dictionary", None)
+            self.modality_encoders[modality.name] = ENCODERS[modality](
+                mod_cfg, cfg.embed_dim, make_block, make_norm, cfg.layer_norm_first, **extra)
+        self.dropout_input = nn.Dropout(cfg.dropout_input)
+        rates = np.linspace(cfg.start_drop_path_rate, cfg.end_drop_path_rate, cfg.depth)
+        self.blocks = nn.ModuleList(make_block(rates[i]) for i in range(cfg.depth))
+        self.norm = make_norm(cfg.embed_dim) if cfg.layer_norm_first else None
+        self.apply(self._mae_init if cfg.mae_init else init_bert_params)
+        for encoder in self.modality_encoders.values():
+            encoder.reset_parameters()
+        for name, p in self.named_parameters():
+            if p.dim() == 1 or name.endswith(".bias") or "alibi_scale" in name:
+                p.optim_overrides = {"optimizer": {"weight_decay_scale": 0}}
+            if cfg.decoder_group and "decoder" in name:
+                p.param_group = "decoder"
+        self.num_updates = 0
+        self.teacher: Optional[EMATeacher] = None
+        if not skip_ema:
+            self.teacher = EMATeacher(self.teacher_scope())
+            self.teacher.decay = cfg.ema_decay
+
+    @staticmethod
+    def _mae_init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def build_model(cls, cfg: Data2VecMultiConfig, task=None):
+        if task is not None and hasattr(task, "supported_modalities"):
+            modalities = task.supported_modalities
+        elif cfg.supported_modality is not None:
+            modalities = [cfg.supported_modality]
+        else:
+            modalities = [Modality.AUDIO, Modality.IMAGE]
+            if getattr(getattr(task, "text_task", task), "source_dictionary", None) is not None:
+                modalities.append(Modality.TEXT)
+        return cls(cfg, modalities, task=task, skip_ema=cfg.skip_ema)
+
+    # --- the teacher ---------------------------------------------------------------------
+    def teacher_scope(self) -> nn.Module:
+        """What the EMA teacher copies: the shared blocks (``ema_encoder_only``), or the whole
+        model without decoders (and without the local encoders unless ``ema_local_encoder``).
+        Its state-dict keys are the ``_ema`` keys of the reference's checkpoints."""
+        if self.cfg.ema_encoder_only:
+            return self.blocks
+        scope = nn.Module()
+        scope.modality_encoders = nn.ModuleDict()
+        for name, encoder in self.modality_encoders.items():
+            dropped = ["decoder"]
+            if not encoder.modality_cfg.ema_local_encoder:
+                dropped += ["local_encoder", "project_features"]
+            scope.modality_encoders[name] = view_without(encoder, *dropped)
+        scope.blocks = self.blocks
+        if self.norm is not None:
+            scope.norm = self.norm
+        return scope
+
+    def ema_decay(self, num_updates: int) -> float:
+        cfg = self.cfg
+        return ema_decay_at(num_updates, cfg.ema_decay, cfg.ema_end_decay, cfg.ema_anneal_end_step)
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """Takes the EMA step for the update just made. A jump from 0 (a resumed run: the saved
+        teacher already holds it) and a repeated count take none."""
+        super().set_num_updates(num_updates)
+        resumed = self.num_updates == 0 and num_updates > 1
+        if self.teacher is not None and self.training and not resumed and num_updates > self.num_updates:
+            decay = self.ema_decay(num_updates)
+            self.teacher.to(next(self.parameters()).device)
+            self.teacher.step(self.teacher_scope(), decay)
+        elif self.teacher is not None:
+            self.teacher.decay = self.ema_decay(num_updates)
+        self.num_updates = num_updates
+
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if self.teacher is not None:
+            state[prefix + EMA_KEY] = self.teacher.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, model_cfg=None, args=None):
+        """Loads the student, then the teacher from ``_ema`` (or a copy of the student)."""
+        state_dict = dict(state_dict)
+        self.upgrade_state_dict_named(state_dict, "")
+        saved = state_dict.pop(EMA_KEY, None)
+        for name in self.modality_encoders:
+            for stray in STRAY_KEYS:
+                state_dict.pop(f"modality_encoders.{name}.{stray}", None)
+        result = nn.Module.load_state_dict(self, state_dict, strict=strict)
+        if self.teacher is not None:
+            self.teacher = EMATeacher(self.teacher_scope())
+            self.teacher.decay = self.ema_decay(self.num_updates)
+            if saved is None:
+                logger.warning("checkpoint has no EMA teacher (_ema): the teacher starts as a copy of the student")
+            else:
+                ignored = self.teacher.load_state_dict(saved)
+                if ignored:
+                    logger.info(f"EMA teacher: {len(ignored)} saved tensors this teacher does not hold, not "
+                                f"loaded: {ignored[:3]}")
+        return result
+
+    def upgrade_state_dict_named(self, state_dict: Dict, name: str) -> Dict:
+        """Older releases' 4-D ALiBi scales (H per block dropped) gain their leading dimension."""
+        prefix = f"{name}." if name else ""
+        for mod in self.modality_encoders:
+            for where in (state_dict, state_dict.get(prefix + EMA_KEY) or {}):
+                for key in (f"{prefix}modality_encoders.{mod}.alibi_scale", f"modality_encoders.{mod}.alibi_scale"):
+                    if key in where and where[key].dim() == 4:
+                        where[key] = where[key].unsqueeze(0)
+        return state_dict
+
+    # --- stages --------------------------------------------------------------------------
+    def encoder_for(self, mode) -> ModalityEncoder:
+        if mode is None:
+            if self.cfg.supported_modality is None and len(self.modality_encoders) != 1:
+                raise ValueError("data2vec_multi: give mode= (AUDIO, IMAGE or TEXT); the model holds "
+                                 f"{list(self.modality_encoders)}")
+            mode = self.cfg.supported_modality or next(iter(self.modality_encoders))
+        name = modality_of(mode).name
+        if name not in self.modality_encoders:
+            raise ValueError(f"data2vec_multi: no {name} encoder in this model (it has {list(self.modality_encoders)})")
+        return self.modality_encoders[name]
+
+    def run_shared_blocks(self, encoded: Dict, keep_targets: bool = False):
+        """The shared blocks on an encoder's output -> (x (B, T, C), each block's target)."""
+        x = self.dropout_input(encoded["x"])
+        x, targets = run_blocks(self.blocks, x, encoded["padding_mask"], encoded.get("alibi_bias"),
+                                encoded.get("alibi_scale"), self.cfg.layerdrop, keep_targets)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, targets
+
+    @torch.no_grad()
+    def make_targets(self, encoder: ModalityEncoder, source, padding_mask, local_features, target=None):
+        """The teacher's targets (B, T, C) fp32: the unmasked input through the teacher, its top-K
+        block targets normalized and averaged (extra tokens left out)."""
+        if self.teacher is None:
+            raise RuntimeError("data2vec_multi: no EMA teacher (remove_pretraining_modules was called)")
+        teacher = self.teacher.to(local_features.device).model
+        if self.cfg.ema_encoder_only:
+            blocks = teacher
+            inputs = encoder.contextualized_features(local_features, padding_mask, mask=False, remove_masked=False)
+        else:
+            blocks = teacher.blocks
+            name = encoder.modality.name
+            teacher_encoder = teacher.modality_encoders[name]
+            if encoder.modality_cfg.ema_local_encoder:
+                inputs = teacher_encoder(target if target is not None else source, padding_mask, mask=False,
+                                         remove_masked=False)
+            else:
+                inputs = teacher_encoder.contextualized_features(local_features.float(), padding_mask, mask=False,
+                                                                 remove_masked=False)
+        _, layer_targets = run_blocks(blocks, inputs["x"].float(), inputs["padding_mask"], inputs["alibi_bias"],
+                                      inputs["alibi_scale"], keep_targets=True)
+        extra = encoder.modality_cfg.num_extra_tokens
+        layer_targets = [y[:, extra:] for y in layer_targets]
+        y = build_targets(layer_targets, self.cfg.average_top_k_layers, self.target_layer_norm)
+        if self.cfg.layer_norm_targets:
+            y = normalize(y, "layer")
+        if self.cfg.instance_norm_targets:
+            y = normalize(y, "instance")
+        return y
+
+    def regress(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-step loss (N,) between predictions and targets, both (N, C)."""
+        return regression_loss(pred, target, self.cfg.loss_beta, self.cfg.loss_scale)
+
+    def forward(self, source, target=None, id=None, mode=None, padding_mask=None, mask: bool = True,
+                features_only: bool = False, force_remove_masked: bool = False, remove_extra_tokens: bool = True,
+                precomputed_mask=None):
+        """Pre-training: {"losses": {MODE_regression (N,), [cls]}, "sample_size", "masked_pct",
+        "pred_var", "target_var", "ema_decay"}. ``features_only``: {"x" (B, T, C), "padding_mask",
+        "layer_results" (each block's target), "mask"}."""
+        encoder = self.encoder_for(mode)
+        seeds = MaskSeeds(self.cfg.seed, self.num_updates, id) if id is not None else None
+        clone = self.cfg.clone_batch if not features_only else 1
+        encoded = encoder(source, padding_mask, mask, remove_masked=not features_only or force_remove_masked,
+                          clone_batch=clone, mask_seeds=seeds, precomputed_mask=precomputed_mask)
+        x, layer_results = self.run_shared_blocks(encoded, keep_targets=features_only)
+        mask_info = encoded["encoder_mask"]
+        if features_only:
+            pad = encoded["padding_mask"]
+            if remove_extra_tokens:
+                extra = encoder.modality_cfg.num_extra_tokens
+                x = x[:, extra:]
+                pad = pad[:, extra:] if pad is not None else None
+            return {"x": x, "padding_mask": pad, "layer_results": layer_results, "mask": mask_info}
+        if encoder.decoder is None:
+            raise RuntimeError("data2vec_multi: pre-training needs the decoder (remove_pretraining_modules dropped it)")
+        if mask_info is None:
+            raise ValueError(f"model config: modalities.{encoder.modality.name.lower()}.mask_prob must be > 0 "
+                             "for pre-training")
+        pred = encoder.decoder(encoder.decoder_input(x, mask_info))  # (B', T, C)
+        y = self.make_targets(encoder, source, padding_mask, encoded["local_features"], target)  # (B, T, C)
+        y_cloned = y.repeat_interleave(clone, 0) if clone > 1 else y
+        masked = mask_info.mask
+        y_masked, pred = y_cloned[masked], pred[masked]
+        sample_size = masked.sum().long()
+        losses = {}
+        if self.cfg.cls_loss > 0:
+            extra = encoder.modality_cfg.num_extra_tokens
+            if extra == 0:
+                raise ValueError("model config: cls_loss > 0 needs an extra (CLS) token: "
+                                 f"modalities.{encoder.modality.name.lower()}.num_extra_tokens")
+            cls_target = y.mean(dim=1)
+            cls_target = cls_target.repeat_interleave(clone, 0) if clone > 1 else cls_target
+            losses["cls"] = self.regress(x[:, extra - 1], cls_target) * (self.cfg.cls_loss * sample_size)
+        if self.cfg.d2v_loss > 0:
+            losses[f"{encoder.modality.name}_regression"] = self.regress(pred, y_masked) * self.cfg.d2v_loss
+        result = {"losses": losses, "sample_size": sample_size}
+        with torch.no_grad():
+            result["masked_pct"] = masked.float().mean()
+            result["pred_var"] = feature_std(pred)
+            result["target_var"] = feature_std(y_masked)
+            result["ema_decay"] = self.teacher.decay * 1000
+            self.check_collapse(result)
+        return result
+
+    def check_collapse(self, result: Dict) -> None:
+        """Stops a collapsed run (after 5,000 updates, as the reference): target or prediction
+        std below ``min_target_var`` / ``min_pred_var``."""
+        if self.num_updates <= 5000:
+            return
+        for key, limit in (("target_var", self.cfg.min_target_var), ("pred_var", self.cfg.min_pred_var)):
+            if float(result[key]) < limit:
+                raise RuntimeError(f"{key}={float(result[key]):.4f} < model.min_{key}={limit} at update "
+                                   f"{self.num_updates}: the representation collapsed")
+
+    def extract_features(self, source, mode=None, padding_mask=None, mask: bool = False,
+                         remove_extra_tokens: bool = True) -> Dict:
+        """The student on the whole input: {"x" (B, T, C), "padding_mask", "layer_results", "mask"}."""
+        return self.forward(source, mode=mode, padding_mask=padding_mask, mask=mask, features_only=True,
+                            remove_extra_tokens=remove_extra_tokens)
+
+    def remove_pretraining_modules(self, modality=None, keep_decoder: bool = False) -> None:
+        """For fine-tuning: drops the teacher, the other modalities' encoders and the decoders."""
+        self.teacher = None
+        self.cfg.clone_batch = 1
+        keep = modality_of(modality).name if modality is not None else None
+        for name in list(self.modality_encoders):
+            if keep is not None and name != keep:
+                del self.modality_encoders[name]
+            else:
+                self.modality_encoders[name].remove_pretraining_modules(keep_decoder)
