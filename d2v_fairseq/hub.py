@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq import checkpoint_utils
+from fairseq.tasks import TASK_DATACLASS_REGISTRY
 from omegaconf import open_dict
 
 from . import criterions, models, tasks  # noqa: F401  (registers the package's names with fairseq)
 from .decoding.generator import build_decoder, ctc_emissions
-from .models.pretrained import complete_saved_configs, undeclared_model_keys
+from .models.pretrained import complete_saved_configs, undeclared_keys
 from .modules.errors import InputError
 from .modules.metrics import char_error_rate, word_error_rate
 
@@ -67,15 +68,23 @@ def load_checkpoint(
         with open_dict(state["cfg"].task):
             state["cfg"].task._name = task
     complete_saved_configs(state["cfg"], path)
-    dropped = undeclared_model_keys(state["cfg"].model)
-    if dropped:
-        message = f"{path}: model config keys not declared by {state['cfg'].model._name} are ignored: {', '.join(dropped)}"
-        warnings.warn(message)
-        logger.warning(message)
-        with open_dict(state["cfg"].model):
-            for key in dropped:
-                del state["cfg"].model[key]
-    loaded, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, state=state)
+    for group, registry in (("model", None), ("task", TASK_DATACLASS_REGISTRY)):
+        sub = state["cfg"].get(group)
+        dropped = undeclared_keys(sub, registry) if sub is not None else []
+        if dropped:
+            message = (f"{path}: {group} config keys not declared by {sub._name} are ignored: {', '.join(dropped)}")
+            warnings.warn(message)
+            logger.warning(message)
+            with open_dict(sub):
+                for key in dropped:
+                    del sub[key]
+    try:
+        loaded, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, state=state)
+    except FileNotFoundError as error:
+        missing = error.filename or str(error)
+        raise InputError(f"the checkpoint's task reads {missing}, which is not here (the data folder it was "
+                         "trained with); give the folder holding it (--data DIR, or data_dir= in Python)",
+                         path=path) from None
     return loaded[0], cfg, task
 
 
@@ -185,7 +194,9 @@ class Representations:
         self.encoder, self.modality, self.normalize = encoder.eval(), modality, normalize
         self.dictionary, self.sp_model, self.image_size, self.checkpoint = dictionary, sp_model, image_size, checkpoint
         self._sp = None
-        if modality == "speech":
+        if hasattr(encoder, "modality_encoders"):  # data2vec_multi: one modality encoder + shared blocks
+            self.downsample_rate, self.num_layers = encoder.downsample_rate(), len(encoder.blocks) + 1
+        elif modality == "speech":
             self.downsample_rate = int(np.prod([stride for _, _, stride in encoder.conv_layers]))
             self.num_layers = len(encoder.encoder.layers) + 1
         elif modality == "text":
@@ -229,6 +240,8 @@ class Representations:
     def output_lengths(self, input_lengths: Sequence[int]) -> List[int]:
         """Output steps for inputs of these lengths (samples, tokens; images: CLS + patches);
         ``input_lengths`` of a ``batch``: its row lengths (``input_lengths(batch)``)."""
+        if hasattr(self.encoder, "modality_encoders"):
+            return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
         if self.modality == "speech":
             return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
         if self.modality == "text":
@@ -269,6 +282,8 @@ def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str
     if name == "wav2vec_ctc":
         return Representations(model.w2v_encoder.w2v_model, "speech", cfg.task.get("normalize", False),
                                checkpoint=checkpoint)
+    if name == "data2vec_multi":
+        return multi_representations(model, cfg, task, checkpoint, sp_model)
     if name in SPEECH_MODELS:
         return Representations(model, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)
     if name == "data2vec_audio_classification":
@@ -284,4 +299,28 @@ def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str
         encoder = model if name == "data2vec_vision" else model.encoder
         return Representations(encoder, "image", image_size=encoder.cfg.image_size, checkpoint=checkpoint)
     raise InputError(f"a {name} checkpoint: representations come from data2vec_audio, data2vec2_audio, "
-                     "data2vec_text, data2vec_vision and the models fine-tuned from them", path=checkpoint)
+                     "data2vec_multi, data2vec_text, data2vec_vision and the models fine-tuned from them",
+                     path=checkpoint)
+
+
+MULTI_MODALITIES = {"AUDIO": "speech", "IMAGE": "image", "TEXT": "text"}
+
+
+def multi_representations(model, cfg, task, checkpoint: str, sp_model: Optional[str]) -> Representations:
+    """Representations of a data2vec_multi (data2vec 2.0) checkpoint's one modality."""
+    (name,) = model.modality_encoders.keys() if len(model.modality_encoders) == 1 else (None,)
+    if name is None:
+        raise InputError(f"a data2vec_multi checkpoint with {list(model.modality_encoders)}: representations need "
+                         "a model of one modality (model.supported_modality)", path=checkpoint)
+    modality = MULTI_MODALITIES[name]
+    if modality == "text":
+        if sp_model is None:
+            from .data.text import find_sp_model
+
+            sp_model = find_sp_model(cfg.task.data)
+        return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model,
+                               checkpoint=checkpoint)
+    if modality == "image":
+        return Representations(model, "image", image_size=model.modality_encoders[name].modality_cfg.input_size,
+                               checkpoint=checkpoint)
+    return Representations(model, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)

@@ -28,7 +28,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
 from ..modules.ema import EMATeacher, ema_decay_at
-from ..modules.multi_layers import Block, run_blocks
+from ..modules.multi_layers import Block, run_blocks, scaled_bias
 from ..modules.regression import feature_std, regression_loss
 from ..modules.targets import build_targets, normalize
 from .multi_config import Data2VecMultiConfig, Modality
@@ -127,7 +127,7 @@ class Data2VecMultiModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg: Data2VecMultiConfig, task=None):
-        if task is not None and hasattr(task, "supported_modalities"):
+        if getattr(task, "supported_modalities", None):
             modalities = task.supported_modalities
         elif cfg.supported_modality is not None:
             modalities = [cfg.supported_modality]
@@ -332,6 +332,46 @@ class Data2VecMultiModel(BaseFairseqModel):
         """The student on the whole input: {"x" (B, T, C), "padding_mask", "layer_results", "mask"}."""
         return self.forward(source, mode=mode, padding_mask=padding_mask, mask=mask, features_only=True,
                             remove_extra_tokens=remove_extra_tokens)
+
+    # --- representations (hub.Representations) ------------------------------------------
+    def only_encoder(self) -> ModalityEncoder:
+        if len(self.modality_encoders) != 1:
+            raise ValueError(f"data2vec_multi holds {list(self.modality_encoders)}: give one modality")
+        return next(iter(self.modality_encoders.values()))
+
+    @torch.no_grad()
+    def hidden_states(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+        """Unmasked input -> (the shared blocks' input and each block's output, each (B, T, C),
+        padding (B, T) or None); images keep their CLS token first."""
+        encoded = self.only_encoder()(source, padding_mask, mask=False, remove_masked=False)
+        x, padding = encoded["x"], encoded["padding_mask"]
+        states = [x]
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x, padding, scaled_bias(encoded["alibi_bias"], encoded["alibi_scale"], i))
+            states.append(x)
+        if self.norm is not None:
+            states[-1] = self.norm(states[-1])
+        if padding is not None and not padding.any():
+            padding = None
+        return states, padding
+
+    def downsample_rate(self) -> int:
+        """Input units per output step: samples per frame, pixels per patch side, 1 token."""
+        encoder = self.only_encoder()
+        if encoder.modality == Modality.AUDIO:
+            return int(np.prod([stride for _, _, stride in encoder.feature_enc_layers]))
+        if encoder.modality == Modality.IMAGE:
+            return encoder.modality_cfg.patch_size
+        return 1
+
+    def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """Output steps for inputs of these lengths (images: extra tokens + patches)."""
+        encoder = self.only_encoder()
+        if encoder.modality == Modality.AUDIO:
+            return encoder.frames(input_lengths)
+        if encoder.modality == Modality.IMAGE:
+            return torch.full_like(input_lengths, encoder.side ** 2 + encoder.modality_cfg.num_extra_tokens)
+        return input_lengths
 
     def remove_pretraining_modules(self, modality=None, keep_decoder: bool = False) -> None:
         """For fine-tuning: drops the teacher, the other modalities' encoders and the decoders."""

@@ -79,13 +79,20 @@ def complete_saved_configs(cfg: DictConfig, where: str) -> None:
         complete_saved_configs(w2v_args, f"{where}: model.w2v_args")
 
 
+def undeclared_keys(group_cfg, registry=None) -> List[str]:
+    """Keys of a checkpoint's model (or, with ``registry=TASK_DATACLASS_REGISTRY``, task)
+    config that its registered dataclass does not declare."""
+    registry = MODEL_DATACLASS_REGISTRY if registry is None else registry
+    name = group_cfg.get("_name", None)
+    if name not in registry:
+        return []
+    declared = {f.name for f in fields(registry[name])} | {"_name"}
+    return sorted(k for k in group_cfg.keys() if k not in declared)
+
+
 def undeclared_model_keys(model_cfg) -> List[str]:
     """Keys of a checkpoint's model config that its registered dataclass does not declare."""
-    name = model_cfg.get("_name", None)
-    if name not in MODEL_DATACLASS_REGISTRY:
-        return []
-    declared = {f.name for f in fields(MODEL_DATACLASS_REGISTRY[name])} | {"_name"}
-    return sorted(k for k in model_cfg.keys() if k not in declared)
+    return undeclared_keys(model_cfg)
 
 
 def keep_resolved_config(cfg: DictConfig, model) -> None:

@@ -8,11 +8,12 @@ Both read the manifests of ``d2v prepare images`` in ``task.data``
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any, List, Optional
 
+from fairseq.data import BaseWrapperDataset, SubsampleDataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II
+from omegaconf import II, MISSING
 
 from ..models.pretrained import keep_resolved_config
 from ..data.classes import count_classes
@@ -110,3 +111,84 @@ class ImageClassificationTask(ImagePretrainingTask):
     def dataset_options(self, split: str) -> dict:
         options = super().dataset_options(split)
         return dict(options, mixup=self.cfg.mixup, cutmix=self.cfg.cutmix, label_smoothing=self.cfg.label_smoothing)
+
+
+@dataclass
+class MaeImagePretrainingConfig(FairseqDataclass):
+    """The fields of fairseq's ``mae_image_pretraining`` (data2vec 2.0's image task), so that its
+    released checkpoints and v2 YAMLs read here. Images come from ``d2v prepare images``
+    manifests (``data/SPLIT.tsv``); the cluster-only fields are accepted and unused."""
+
+    data: str = field(default=MISSING, metadata={"help": "folder with SPLIT.tsv manifests (d2v prepare images)"})
+    multi_data: Optional[List[str]] = field(default=None, metadata={"help": "unused here"})
+    input_size: int = field(default=224, metadata={"help": "crop size in pixels"})
+    local_cache_path: Optional[str] = field(default=None, metadata={"help": "unused here"})
+    key: str = field(default="imgs", metadata={"help": "the net_input key of the images (source for data2vec_multi)"})
+    beit_transforms: bool = field(default=False, metadata={"help": "unused here (MAE's crop + flip are used)"})
+    target_transform: bool = field(default=False, metadata={"help": "unused here"})
+    no_transform: bool = field(default=False, metadata={"help": "centre crops only, no augmentation"})
+    rebuild_batches: bool = field(default=True, metadata={"help": "unused here"})
+    precompute_mask_config: Optional[Any] = field(
+        default=None, metadata={"help": "accepted; the model draws its masks (seeded by update and image id)"})
+    subsample: float = field(default=1, metadata={"help": "share of the training images used"})
+    seed: int = II("common.seed")
+    dataset_type: str = field(default="imagefolder", metadata={"help": "imagefolder (the only kind read here)"})
+    train_subset: str = II("dataset.train_subset")
+
+
+class KeyedImages(BaseWrapperDataset):
+    """An ``ImageFolderDataset`` whose batches carry the images under ``key`` and the sample
+    ids in ``net_input`` too (data2vec_multi seeds its masks with them)."""
+
+    def __init__(self, dataset, key: str):
+        super().__init__(dataset)
+        self.key = key
+
+    def collater(self, samples):
+        batch = self.dataset.collater(samples)
+        if batch:
+            batch["net_input"] = {self.key: batch["net_input"]["source"], "id": batch["id"]}
+        return batch
+
+
+@register_task("mae_image_pretraining", dataclass=MaeImagePretrainingConfig)
+class MaeImagePretrainingTask(FairseqTask):
+    """Unlabeled images for data2vec 2.0 (``data2vec_multi`` with the IMAGE modality): MAE's
+    augmentation (random resized crop of 20-100% of the area, horizontal flip), ImageNet
+    mean/std, no torchvision."""
+
+    cfg: MaeImagePretrainingConfig
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        return cls(cfg)
+
+    def load_dataset(self, split: str, combine=False, task_cfg=None, **kwargs):
+        manifest = os.path.join(self.cfg.data, f"{split}.tsv")
+        if not os.path.isfile(manifest):
+            hint = (f"{self.cfg.data}/{split} is an image folder: write manifests with `d2v prepare images "
+                    f"{self.cfg.data} OUT` and set task.data=OUT" if os.path.isdir(os.path.join(self.cfg.data, split))
+                    else "set task.data to a folder written by `d2v prepare images`")
+            raise ImageDataError(f"task.data: {manifest} not found; {hint}")
+        train = split == self.cfg.train_subset and not self.cfg.no_transform
+        try:
+            images = ImageFolderDataset(manifest, image_size=self.cfg.input_size, train=train, seed=self.cfg.seed,
+                                        crop_scale=(0.2, 1.0), hflip=0.5, color_jitter=0.0)
+        except ImageDataError as error:
+            raise ImageDataError(f"task {split}: {error}") from None
+        dataset = KeyedImages(images, self.cfg.key)
+        if train and self.cfg.subsample < 1:
+            dataset = SubsampleDataset(dataset, self.cfg.subsample, shuffle=True, seed=self.cfg.seed)
+        self.datasets[split] = dataset
+        logger.info(f"{manifest}: {len(dataset)} images")
+
+    def max_positions(self):
+        return None
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None

@@ -190,12 +190,15 @@ class TextTask:
         self.source_dictionary = dictionary
 
 
-def tiny_dictionary():
+def tiny_dictionary(with_mask: bool = True):
+    """40 words; ``with_mask``: plus ``<mask>``, as masked_lm adds it after reading dict.txt."""
     from fairseq.data import Dictionary
 
     dictionary = Dictionary()
     for i in range(40):
         dictionary.add_symbol(f"w{i}", n=100 - i)
+    if with_mask:
+        dictionary.add_symbol("<mask>")
     return dictionary
 
 
