@@ -2,7 +2,7 @@
 
 * CTC speech recognition (``wav2vec_ctc``): WER and CER with any decoder (``d2v_audio_ctc``'s
   viterbi or lexicon beam search with a KenLM);
-* image classification (``data2vec_image_classification``): top-1 and top-5 accuracy, and
+* image classification (``data2vec_image_classification``, 2.0's ``mae_image_classification``): top-1 and top-5 accuracy, and
   top-1 per class, on a folder of CLASS/IMAGE files or an image manifest;
 * audio tagging (``data2vec_audio_classification``): mAP (macro average precision over the
   classes present) and each class's AP;
@@ -36,7 +36,7 @@ def checkpoint_kind(cfg) -> str:
     model, task = cfg.model.get("_name"), cfg.task.get("_name")
     if model == "wav2vec_ctc":
         return "ctc"
-    if model == "data2vec_image_classification":
+    if model in ("data2vec_image_classification", "mae_image_classification"):
         return "images"
     if model == "data2vec_audio_classification":
         return "tags"

@@ -119,6 +119,16 @@ def assert_same_student_and_teacher(checkpoint_a, checkpoint_b):
             assert torch.equal(a[key], b[key]), key
 
 
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """Three classes of 32 x 32 images (a bright square in a class-specific corner) and manifests."""
+    from .helpers.images import write_square_images
+
+    root = tmp_path_factory.mktemp("images")
+    write_square_images(str(root))
+    return root / "manifests"
+
+
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
 
 

@@ -10,20 +10,11 @@ import pytest
 import torch
 
 from .conftest import REPO, VENV_BIN, assert_same_student_and_teacher, run_cli
-from .helpers.images import write_square_images
 
 pytestmark = pytest.mark.slow  # end to end: training runs
 
 PRETRAIN_DIR = os.path.join(REPO, "examples", "vision", "pretraining")
 FINETUNE_DIR = os.path.join(REPO, "examples", "vision", "finetuning")
-
-
-@pytest.fixture(scope="session")
-def image_folder(tmp_path_factory):
-    """Three classes of 32 x 32 images (a bright square in a class-specific corner) and manifests."""
-    root = tmp_path_factory.mktemp("images")
-    write_square_images(str(root))
-    return root / "manifests"
 
 
 def pretrain(cwd, data, save_dir, max_update, *extra):

@@ -4,3 +4,4 @@ from .data2vec_text import Data2VecTextConfig, Data2VecTextModel  # noqa: F401
 from .data2vec_vision import Data2VecImageClassificationModel, Data2VecVisionConfig, Data2VecVisionModel  # noqa: F401
 from .audio_classification import Data2VecAudioClassificationModel  # noqa: F401
 from .data2vec_multi import Data2VecMultiModel  # noqa: F401
+from .multi_finetuning import Data2VecTextClassificationModel, MaeImageClassificationModel  # noqa: F401

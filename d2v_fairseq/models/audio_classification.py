@@ -27,9 +27,11 @@ from ..modules.pooling import POOLING, pool_frames
 from ..modules.seeding import seeded_generator
 from .data2vec2_audio import Data2Vec2AudioModel
 from .data2vec_audio import Data2VecAudioModel
+from .data2vec_multi import EMA_KEY, Data2VecMultiModel
 
 # the speech encoders a tagger can start from, by the model name their checkpoints carry
-ENCODERS = {"data2vec_audio": Data2VecAudioModel, "data2vec2_audio": Data2Vec2AudioModel}
+ENCODERS = {"data2vec_audio": Data2VecAudioModel, "data2vec2_audio": Data2Vec2AudioModel,
+            "data2vec_multi": Data2VecMultiModel}
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ FINETUNING_FIELDS = ("mask_prob", "mask_length", "mask_channel_prob", "mask_chan
 
 @dataclass
 class AudioClassificationConfig(PretrainedEncoderConfig):
-    """Fine-tuning a pre-trained ``data2vec_audio`` or ``data2vec2_audio`` to tag clips (the
+    """Fine-tuning a pre-trained ``data2vec_audio``, ``data2vec2_audio`` or ``data2vec_multi`` to tag clips (the
     release's AudioSet values)."""
 
     apply_mask: bool = field(default=True, metadata={"help": "mask features in fine-tuning"})
@@ -70,7 +72,8 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
         self.cfg = cfg
         self.encoder = encoder
         self.final_dropout = nn.Dropout(cfg.final_dropout)
-        self.proj = nn.Linear(encoder.cfg.encoder_embed_dim, cfg.num_classes)
+        width = encoder.cfg.embed_dim if isinstance(encoder, Data2VecMultiModel) else encoder.cfg.encoder_embed_dim
+        self.proj = nn.Linear(width, cfg.num_classes)
         # start at the prior of a clip holding one class in C (p = 1/C), not at p = 0.5: with
         # many classes and few positives, the first updates would otherwise push every logit
         # down through the encoder and flatten its features before any class is learned
@@ -82,6 +85,8 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
         """Builds the encoder from ``model_path``'s config with the fine-tuning values and, unless
         ``no_pretrained_weights``, loads its student; the teacher and regression head are dropped."""
         state = pretrained_for_finetuning(cfg, tuple(ENCODERS), task)
+        if cfg.pretrained_args._name == "data2vec_multi":
+            return cls(cfg, cls.multi_encoder(cfg, state))
         with open_dict(cfg):
             for key in FINETUNING_FIELDS:
                 cfg.pretrained_args[key] = cfg[key]
@@ -93,6 +98,26 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
             logger.info(f"loaded the pre-trained student of {cfg.model_path}")
         encoder.remove_pretraining_modules()
         return cls(cfg, encoder)
+
+    @staticmethod
+    def multi_encoder(cfg: AudioClassificationConfig, state) -> Data2VecMultiModel:
+        """A data2vec 2.0 (data2vec_multi) speech encoder with the fine-tuning values."""
+        args = cfg.pretrained_args
+        with open_dict(args):
+            audio = args.modalities.audio
+            audio.mask_prob, audio.mask_length = cfg.mask_prob, cfg.mask_length
+            audio.mask_channel_prob, audio.mask_channel_length = cfg.mask_channel_prob, cfg.mask_channel_length
+            audio.local_grad_mult = cfg.feature_grad_mult
+            audio.prenet_layerdrop, audio.prenet_dropout = cfg.layerdrop, cfg.dropout
+            args.encoder_dropout, args.post_mlp_drop = cfg.dropout, cfg.dropout
+            args.activation_dropout, args.attention_dropout = cfg.activation_dropout, cfg.attention_dropout
+            args.layerdrop = cfg.layerdrop
+        encoder = Data2VecMultiModel.build_model(args)
+        encoder.remove_pretraining_modules(modality="AUDIO")
+        if state is not None and not cfg.no_pretrained_weights:
+            encoder.load_state_dict({k: v for k, v in state["model"].items() if k != EMA_KEY}, strict=True)
+            logger.info(f"loaded the pre-trained student of {cfg.model_path}")
+        return encoder
 
     def set_num_updates(self, num_updates: int) -> None:
         super().set_num_updates(num_updates)
@@ -109,7 +134,10 @@ class Data2VecAudioClassificationModel(BaseFairseqModel):
             source, mixed_target, _, _ = mix_sources(source, target, cfg.source_mixup, generator)
             if cfg.label_mixup:
                 target = mixed_target
-        features = self.encoder.extract_features(source, padding_mask, mask=cfg.apply_mask and self.training,
-                                                 sample_ids=sample_ids)
+        mask = cfg.apply_mask and self.training
+        if isinstance(self.encoder, Data2VecMultiModel):
+            features = self.encoder.extract_features(source, mode="AUDIO", padding_mask=padding_mask, mask=mask)
+        else:
+            features = self.encoder.extract_features(source, padding_mask, mask=mask, sample_ids=sample_ids)
         frames = self.proj(self.final_dropout(features["x"]))  # (B, T, classes)
         return {"logits": pool_frames(frames, features["padding_mask"], cfg.prediction_mode), "target": target}

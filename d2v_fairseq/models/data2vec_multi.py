@@ -110,6 +110,8 @@ class Data2VecMultiModel(BaseFairseqModel):
             if cfg.decoder_group and "decoder" in name:
                 p.param_group = "decoder"
         self.num_updates = 0
+        # the update whose student the teacher absorbed last (0: the initial copy)
+        self.teacher_updates = 0
         self.teacher: Optional[EMATeacher] = None
         if not skip_ema:
             self.teacher = EMATeacher(self.teacher_scope())
@@ -161,17 +163,18 @@ class Data2VecMultiModel(BaseFairseqModel):
         return ema_decay_at(num_updates, cfg.ema_decay, cfg.ema_end_decay, cfg.ema_anneal_end_step)
 
     def set_num_updates(self, num_updates: int) -> None:
-        """Takes the EMA step for the update just made. A jump from 0 (a resumed run: the saved
-        teacher already holds it) and a repeated count take none."""
+        """Takes the EMA step for the student of update ``num_updates`` (fairseq calls this at the
+        start of the next update), once per update (``teacher_updates``: the last absorbed)."""
         super().set_num_updates(num_updates)
-        resumed = self.num_updates == 0 and num_updates > 1
-        if self.teacher is not None and self.training and not resumed and num_updates > self.num_updates:
-            decay = self.ema_decay(num_updates)
+        self.num_updates = num_updates
+        if self.teacher is None:
+            return
+        decay = self.ema_decay(num_updates)
+        if self.training and num_updates > self.teacher_updates:
             self.teacher.to(next(self.parameters()).device)
             self.teacher.step(self.teacher_scope(), decay)
-        elif self.teacher is not None:
-            self.teacher.decay = self.ema_decay(num_updates)
-        self.num_updates = num_updates
+            self.teacher_updates = num_updates
+        self.teacher.decay = decay
 
     def state_dict(self, destination=None, prefix="", keep_vars=False):
         state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
@@ -191,6 +194,9 @@ class Data2VecMultiModel(BaseFairseqModel):
         if self.teacher is not None:
             self.teacher = EMATeacher(self.teacher_scope())
             self.teacher.decay = self.ema_decay(self.num_updates)
+            # fairseq saves after an update's optimizer step and takes its EMA step at the start of
+            # the next update: a saved teacher holds the students up to the update before the saved one
+            self.teacher_updates = max(self.num_updates - 1, 0)
             if saved is None:
                 logger.warning("checkpoint has no EMA teacher (_ema): the teacher starts as a copy of the student")
             else:
@@ -273,7 +279,9 @@ class Data2VecMultiModel(BaseFairseqModel):
         "pred_var", "target_var", "ema_decay"}. ``features_only``: {"x" (B, T, C), "padding_mask",
         "layer_results" (each block's target), "mask"}."""
         encoder = self.encoder_for(mode)
-        seeds = MaskSeeds(self.cfg.seed, self.num_updates, id) if id is not None else None
+        if id is None:  # tasks that do not pass sample ids: the batch position stands in
+            id = torch.arange(source.size(0))
+        seeds = MaskSeeds(self.cfg.seed, self.num_updates, id)
         clone = self.cfg.clone_batch if not features_only else 1
         encoded = encoder(source, padding_mask, mask, remove_masked=not features_only or force_remove_masked,
                           clone_batch=clone, mask_seeds=seeds, precomputed_mask=precomputed_mask)

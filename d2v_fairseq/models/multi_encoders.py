@@ -19,26 +19,42 @@ from typing import Dict, NamedTuple, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fairseq.data.data_utils import compute_block_mask_2d, compute_mask_indices
+from fairseq.data.data_utils import compute_block_mask_1d, compute_block_mask_2d, compute_mask_indices
 from fairseq.models.wav2vec import ConvFeatureExtractionModel
 from fairseq.modules import FairseqDropout, GradMultiply, LayerNorm, PositionalEmbedding, TransposeLast
 from torch import nn
 
 from ..modules.multi_layers import (BlockEncoder, ConvDecoder, alibi_bias, conv_stage, keep_bias, keep_rows,
                                     sincos_positions_2d)
+from ..modules.masking import channel_mask
 from ..modules.seeding import seeded_int, seeded_rng
 from ..modules.vit import PatchEmbed
 from .multi_config import D2vAudioConfig, D2vImageConfig, D2vModalityConfig, D2vTextConfig, Modality, parse_conv_spec
 
 
 class MaskInfo(NamedTuple):
-    """A student's mask: ``mask`` (B, T) bool, True at masked steps, the same count in every row."""
+    """A student's mask: ``mask`` (B, T) bool, True at the steps the loss is taken at, and ``keep``
+    (B, T) bool, the steps the student sees, the same count in every row (``~mask`` for the
+    masks drawn here)."""
 
     mask: torch.Tensor
+    keep: torch.Tensor
 
-    @property
-    def keep(self) -> torch.Tensor:
-        return ~self.mask
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> "MaskInfo":
+        """From masks (B, T) whose rows may mask different counts (a task's precomputed masks):
+        every row keeps as many steps as the first row keeps, as the reference reads them, the
+        surplus visible steps of a row hidden, the shortfall made up from its first masked steps."""
+        mask = mask.bool()
+        keep = ~mask
+        count = int(keep[0].sum())
+        if bool((keep.sum(1) != count).any()):
+            # rank the visible steps first, each group in position order, and keep the first `count`
+            T = mask.size(1)
+            rank = mask.long() * T + torch.arange(T, device=mask.device)
+            order = rank.argsort(dim=1)[:, :count]
+            keep = torch.zeros_like(mask).scatter_(1, order, True)
+        return cls(mask, keep)
 
 
 class MaskSeeds(NamedTuple):
@@ -62,7 +78,6 @@ class FixedPositionalEncoder(nn.Module):
 
 UNSUPPORTED = {
     "learned_alibi": "learned ALiBi biases",
-    "mask_channel_prob": "channel masking",
     "keep_masked_pct": "keeping a share of the masked steps",
     "remove_masks": "remove_masks",
     "transformer_decoder": "Transformer decoders",
@@ -80,9 +95,6 @@ class ModalityEncoder(nn.Module):
             if getattr(cfg, key, False):
                 raise ValueError(f"model config: modalities.{self.modality.name.lower()}.{key}: {what} is not "
                                  "supported by this package's data2vec_multi")
-        if cfg.encoder_zero_mask is False:
-            raise ValueError(f"model config: modalities.{self.modality.name.lower()}.encoder_zero_mask=false "
-                             "(noise at masked steps) is not supported; masked steps are zeroed")
         self.modality_cfg = cfg
         self.embed_dim = embed_dim
         self.local_grad_mult = cfg.local_grad_mult
@@ -177,14 +189,12 @@ class ModalityEncoder(nn.Module):
                 if padding_mask is not None:
                     padding_mask = padding_mask.repeat_interleave(clone_batch, 0)
             if precomputed_mask is not None:
-                mask_info = MaskInfo(precomputed_mask.to(x.device).bool())
+                mask_info = MaskInfo.of(precomputed_mask.to(x.device))
             else:
                 mask_info = self.compute_mask(x.size(0), T, padding_mask, mask_seeds, clone_batch, x.device)
+            kept_values = x
             if mask_info is not None and (self.relative_positional_encoder is not None or not remove_masked):
-                kept_values = x
-                x = x.masked_fill(mask_info.mask.unsqueeze(-1), 0.0)
-            else:
-                kept_values = x
+                x = self.apply_mask(x, mask_info, mask_seeds, clone_batch)
         removed = mask and remove_masked and mask_info is not None
         if self.relative_positional_encoder is not None:
             positions = self.relative_positional_encoder(x)  # over the whole (zero-masked) sequence
@@ -220,6 +230,23 @@ class ModalityEncoder(nn.Module):
         return {"x": x, "local_features": local_features, "padding_mask": padding_mask, "alibi_bias": bias,
                 "alibi_scale": scale[prenet:] if scale is not None else None, "encoder_mask": mask_info}
 
+    def apply_mask(self, x: torch.Tensor, mask_info: MaskInfo, seeds: Optional[MaskSeeds], clone_batch: int):
+        """The masked steps of ``x`` (B, T, C) zeroed (``encoder_zero_mask``) or replaced by
+        N(0, mask_noise_std); with ``mask_channel_prob``, spans of channels zeroed in every step
+        (fine-tuning's channel masking, as wav2vec_ctc sets it)."""
+        cfg = self.modality_cfg
+        masked = mask_info.mask.unsqueeze(-1)
+        if cfg.encoder_zero_mask:
+            x = x.masked_fill(masked, 0.0)
+        else:
+            x = torch.where(masked, torch.randn_like(x) * cfg.mask_noise_std, x)
+        if cfg.mask_channel_prob > 0:
+            seed, update, ids = self.row_keys(x.size(0), seeds, clone_batch)
+            channels = channel_mask(x.size(0), x.size(-1), cfg.mask_channel_prob, cfg.mask_channel_length,
+                                    seed=seed, num_updates=update, sample_ids=ids.tolist(), device=x.device)
+            x = x.masked_fill(channels.unsqueeze(1), 0.0)  # (B, 1, C): the same channels in every step
+        return x
+
     def compute_mask(self, rows: int, length: int, padding_mask, seeds: Optional[MaskSeeds], clone_batch: int,
                      device) -> Optional[MaskInfo]:
         """Masks (rows, length) for the (cloned) batch: spans of ``mask_length`` (speech), a random
@@ -236,7 +263,7 @@ class ModalityEncoder(nn.Module):
             order = torch.rand(rows, length, generator=gen).argsort(dim=1)
             masked = torch.ones(rows, length, dtype=torch.bool)
             masked.scatter_(1, order[:, : int(length * (1 - mask_prob))], False)  # the first steps of the order stay
-            return MaskInfo(masked.to(device))
+            return MaskInfo.of(masked.to(device))
         prob = 1 - mask_prob if cfg.inverse_mask else mask_prob
         mask = compute_mask_indices((rows, length), padding_mask, prob, cfg.mask_length, min_masks=1,
                                     require_same_masks=True, mask_dropout=cfg.mask_dropout, add_masks=cfg.add_masks,
@@ -244,7 +271,7 @@ class ModalityEncoder(nn.Module):
         mask = torch.from_numpy(mask)
         if cfg.inverse_mask:
             mask = ~mask
-        return MaskInfo(mask.to(device))
+        return MaskInfo.of(mask.to(device))
 
     @staticmethod
     def row_keys(rows: int, seeds: Optional[MaskSeeds], clone_batch: int):
@@ -266,9 +293,9 @@ class ModalityEncoder(nn.Module):
         if mask_info is None:
             full = x
         else:
-            mask = mask_info.mask
+            mask, keep = mask_info.mask, mask_info.keep
             full = x.new_empty(*mask.shape, x.size(-1)).normal_(0, cfg.mask_noise_std)
-            full[~mask] = x.reshape(-1, x.size(-1))  # row-major: each row's kept steps, in order
+            full[keep] = x.reshape(-1, x.size(-1))  # row-major: each row's kept steps, in order
             if cfg.decoder.add_positions_masked:
                 full = full + self.fixed_positional_encoder(full, None) * mask.unsqueeze(-1)
         if cfg.decoder.add_positions_all:
@@ -298,6 +325,21 @@ class AudioEncoder(ModalityEncoder):
         self.relative_positional_encoder = (nn.Sequential(LayerNorm(embed_dim), positions) if cfg.conv_pos_pre_ln
                                             else positions)
         self.decoder = self.make_decoder()
+
+    def compute_mask(self, rows, length, padding_mask, seeds, clone_batch, device):
+        """Span masks as the released recipe draws them (its dataset's ``compute_block_mask_1d``:
+        ``mask_prob`` + ``mask_prob_adjust`` of the frames in spans of ``mask_length``, the same
+        count per row), seeded by (seed, update, every row's key); padded batches take fairseq's
+        padding-aware ``compute_mask_indices`` instead."""
+        cfg = self.modality_cfg
+        if padding_mask is not None and padding_mask.any() or cfg.mask_length <= 1 or cfg.mask_prob_min is not None:
+            return super().compute_mask(rows, length, padding_mask, seeds, clone_batch, device)
+        seed, update, ids = self.row_keys(rows, seeds, clone_batch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeded_int(seed, update, "block_mask_1d", *ids.tolist()))
+            mask = compute_block_mask_1d((rows, length), cfg.mask_prob, cfg.mask_length, cfg.mask_prob_adjust,
+                                         cfg.inverse_mask, require_same_masks=True, mask_dropout=cfg.mask_dropout)
+        return MaskInfo.of(mask.to(device))
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         """Frames (B,) the front end makes of ``samples`` (B,) samples."""
@@ -352,7 +394,7 @@ class ImageEncoder(ModalityEncoder):
             torch.manual_seed(seeded_int(seed, update, "block_mask", *ids.tolist()))
             mask = compute_block_mask_2d((rows, length), cfg.mask_prob, cfg.mask_length, cfg.mask_prob_adjust,
                                          cfg.inverse_mask, require_same_masks=True, mask_dropout=cfg.mask_dropout)
-        return MaskInfo(mask.bool().to(device))
+        return MaskInfo.of(mask.to(device))
 
     def reset_parameters(self):
         if self.decoder is not None:

@@ -101,10 +101,11 @@ def keep_resolved_config(cfg: DictConfig, model) -> None:
     that a fine-tuned checkpoint loads without the pre-trained one. (fairseq builds models from
     a merged copy of ``cfg``: what ``build_model`` sets there is not saved.)"""
     resolved = getattr(model, "cfg", None)
-    if resolved is not None and resolved.get("pretrained_args") is not None:
-        with open_dict(cfg):
-            cfg.pretrained_args = resolved.pretrained_args
-            cfg.num_classes = resolved.num_classes
+    for key in ("pretrained_args", "pretrained_model_args"):  # this package's name, and data2vec 2.0's
+        if resolved is not None and resolved.get(key) is not None:
+            with open_dict(cfg):
+                cfg[key] = resolved[key]
+                cfg.num_classes = resolved.num_classes
 
 
 def pretrained_for_finetuning(cfg: DictConfig, expected_model, task=None) -> Optional[Dict]:

@@ -134,6 +134,10 @@ class MaeImagePretrainingConfig(FairseqDataclass):
     seed: int = II("common.seed")
     dataset_type: str = field(default="imagefolder", metadata={"help": "imagefolder (the only kind read here)"})
     train_subset: str = II("dataset.train_subset")
+    # this package's own (the reference hard-codes MAE's): the random resized crop and flip
+    crop_scale: List[float] = field(default_factory=lambda: [0.2, 1.0],
+                                    metadata={"help": "random resized crop: area share range (MAE: 0.2-1)"})
+    hflip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip"})
 
 
 class KeyedImages(BaseWrapperDataset):
@@ -154,8 +158,8 @@ class KeyedImages(BaseWrapperDataset):
 @register_task("mae_image_pretraining", dataclass=MaeImagePretrainingConfig)
 class MaeImagePretrainingTask(FairseqTask):
     """Unlabeled images for data2vec 2.0 (``data2vec_multi`` with the IMAGE modality): MAE's
-    augmentation (random resized crop of 20-100% of the area, horizontal flip), ImageNet
-    mean/std, no torchvision."""
+    augmentation (random resized crop, by default of 20-100% of the area, horizontal flip),
+    ImageNet mean/std, no torchvision."""
 
     cfg: MaeImagePretrainingConfig
 
@@ -173,7 +177,8 @@ class MaeImagePretrainingTask(FairseqTask):
         train = split == self.cfg.train_subset and not self.cfg.no_transform
         try:
             images = ImageFolderDataset(manifest, image_size=self.cfg.input_size, train=train, seed=self.cfg.seed,
-                                        crop_scale=(0.2, 1.0), hflip=0.5, color_jitter=0.0)
+                                        crop_scale=tuple(self.cfg.crop_scale), hflip=self.cfg.hflip,
+                                        color_jitter=0.0)
         except ImageDataError as error:
             raise ImageDataError(f"task {split}: {error}") from None
         dataset = KeyedImages(images, self.cfg.key)

@@ -132,16 +132,30 @@ def test_masks_repeat_for_one_seed_update_and_ids_and_differ_across_copies():
     assert len(set(a.sum(1).tolist())) == 1  # the same count in every row
 
 
-def test_resumed_model_takes_no_second_ema_step_for_the_saved_update():
-    model = build_ours("TEXT")
-    model.train()
-    model.set_num_updates(1)
-    state = model.state_dict()
+def test_a_resumed_model_takes_the_ema_step_the_saved_one_had_not_taken_yet():
+    """fairseq takes update n's EMA step at the start of update n + 1 and saves in between: the
+    saved teacher lacks the last update's student, which the resumed run must absorb once."""
+    straight = build_ours("TEXT")
+    straight.train()
+
+    def update(model, n):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * n)
+
+    for n in (1, 2, 3):
+        update(straight, n)
+        if n == 3:
+            state = straight.state_dict()  # the checkpoint of update 3
+        straight.set_num_updates(n)  # (the start of update n + 1)
     resumed = build_ours("TEXT")
     resumed.train()
+    resumed.set_num_updates(3)  # the trainer, before loading the checkpoint
     resumed.load_state_dict(state)
-    resumed.set_num_updates(7)  # the trainer's first call after loading a checkpoint of update 7
-    assert all(torch.equal(v, state["_ema"][k]) for k, v in resumed.teacher.state_dict().items())
+    resumed.set_num_updates(3)  # the start of update 4
+    resumed.set_num_updates(3)  # a repeated call takes no second step
+    for key, value in straight.teacher.state_dict().items():
+        assert torch.equal(resumed.teacher.state_dict()[key], value), key
 
 
 def test_unsupported_and_bad_settings_fail_with_the_config_key():
