@@ -35,22 +35,24 @@ def finetune(cwd, data, model_path, save_dir, *extra):
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("pretraining", [["tiny_cpu"], ["v2_tiny_cpu", "model.clone_batch=2"]], ids=["v1", "v2"])
+@pytest.mark.parametrize("pretraining", [["tiny_cpu", "model.encoder_layers=2"],
+                                         ["v2_tiny_cpu", "model.clone_batch=2", "model.depth=2"]], ids=["v1", "v2"])
 def test_tagger_finetunes_from_our_checkpoint_and_logs_map(sound_corpus, tmp_path, pretraining):
     config, *extra = pretraining
     run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/pretraining",
              "--config-name", config, f"common.user_dir={REPO}/d2v_fairseq", f"task.data={sound_corpus}",
              f"checkpoint.save_dir={tmp_path}/pre", "optimization.max_update=4", "dataset.disable_validation=true",
-             "dataset.train_subset=pretrain", "task.min_sample_size=8000", "model.encoder_layers=2",
-             "model.average_top_k_layers=2", *extra], cwd=tmp_path)
+             "dataset.train_subset=pretrain", "task.min_sample_size=8000", "model.average_top_k_layers=2", *extra],
+            cwd=tmp_path)
     log = finetune(tmp_path, sound_corpus, tmp_path / "pre" / "checkpoint_last.pt", tmp_path / "ft")
     maps = re.findall(r"valid on 'valid' subset .*\| mAP ([\d.]+)", log)
     assert len(maps) == 2 and all(0 < float(m) <= 100 for m in maps)
     best = torch.load(tmp_path / "ft" / "checkpoint_best.pt", weights_only=False)
-    assert best["cfg"]["model"]["pretrained_args"]["encoder_layers"] == 2  # loads without the pre-trained file
+    pretrained_args = best["cfg"]["model"]["pretrained_args"]
+    assert pretrained_args.get("encoder_layers", pretrained_args.get("depth")) == 2  # loads without the pre-trained file
     assert "_ema" not in best["model"] and "proj.weight" in best["model"]
     pre = torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)["model"]
-    key = "encoder.layers.0.fc1.weight"
+    key = "encoder.layers.0.fc1.weight" if config == "tiny_cpu" else "blocks.0.mlp.fc1.weight"
     assert (best["model"]["encoder." + key] - pre[key]).abs().max() < 0.02  # started from the student
     proc = run_cli([os.path.join(VENV_BIN, "d2v"), "evaluate", str(tmp_path / "ft" / "checkpoint_best.pt"),
                     sound_corpus, "--split", "valid", "--top", "3"], cwd=tmp_path)

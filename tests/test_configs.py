@@ -68,19 +68,55 @@ def test_text_base_has_the_paper_values():
 def test_v2_speech_configs_have_the_release_values():
     root = os.path.join(REPO, "examples", "audio", "pretraining")
     base = OmegaConf.load(os.path.join(root, "v2_base_librispeech.yaml"))
-    m = base.model
-    assert m._name == "data2vec2_audio" and (m.encoder_layers, m.encoder_embed_dim) == (12, 768)
-    assert (m.clone_batch, m.mask_prob, m.mask_length, m.average_top_k_layers) == (8, 0.5, 5, 8)
-    assert (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step) == (0.999, 0.99999, 75000)
-    assert (m.decoder_dim, m.decoder_layers, m.decoder_kernel, m.decoder_groups) == (384, 4, 7, 16)
-    assert m.use_alibi and m.encoder_layerdrop == 0.05
+    m, audio = base.model, base.model.modalities.audio
+    assert m._name == "data2vec_multi" and m.supported_modality == "AUDIO" and (m.depth, m.embed_dim) == (12, 768)
+    assert (m.clone_batch, audio.mask_prob, audio.mask_prob_adjust, audio.mask_length, m.average_top_k_layers) == \
+        (8, 0.5, 0.05, 5, 8)
+    assert (m.ema_decay, m.ema_end_decay, m.ema_anneal_end_step, m.ema_encoder_only) == (0.999, 0.99999, 75000, False)
+    d = audio.decoder
+    assert (d.decoder_dim, d.decoder_layers, d.decoder_kernel, d.decoder_groups, d.input_dropout) == (384, 4, 7, 16, 0.1)
+    assert audio.use_alibi_encoder and audio.learned_alibi_scale_per_head and m.layerdrop == 0.05
     assert base.optimization.lr == [0.00075] and base.optimization.max_update == 400000
     assert base.lr_scheduler._name == "cosine" and base.lr_scheduler.warmup_updates == 8000
-    assert base.optimizer.adam_betas == "(0.9,0.98)"
     assert base.dataset.max_tokens == 1000000 and base.distributed_training.distributed_world_size == 8
     large = OmegaConf.load(os.path.join(root, "v2_large_librivox.yaml")).model
-    assert (large.encoder_layers, large.encoder_embed_dim, large.clone_batch, large.mask_prob) == (24, 1024, 12, 0.55)
-    assert (large.decoder_dim, large.average_top_k_layers) == (768, 16)
+    la = large.modalities.audio
+    assert (large.depth, la.prenet_depth, large.embed_dim, large.clone_batch, la.mask_prob) == (16, 8, 1024, 12, 0.55)
+    assert (la.decoder.decoder_dim, large.average_top_k_layers, large.ema_end_decay) == (768, 16, 1.0)
+
+
+@pytest.mark.parametrize("modality,name,released", [
+    ("audio", "v2_base_librispeech", "base_audio_only_task"), ("audio", "v2_large_librivox", "large_audio_only_task"),
+    ("vision", "v2_base_imagenet", "base_images_only_task"), ("vision", "v2_large_imagenet", "large_images_only_task"),
+    ("vision", "v2_huge_imagenet", "huge_images_only_task"), ("text", "v2_base", "base_text_only_task"),
+    ("text", "v2_large", "large_text_only_task"),
+])
+def test_v2_configs_hold_the_released_model_and_optimization(modality, name, released):
+    """Every model value the released YAML sets is ours too (the feature spec compared as layers)."""
+    from d2v_fairseq.models.multi_config import parse_conv_spec
+
+    ours = OmegaConf.to_container(OmegaConf.load(os.path.join(REPO, "examples", modality, "pretraining", f"{name}.yaml")))
+    theirs = OmegaConf.to_container(OmegaConf.load(os.path.join(
+        os.path.dirname(__import__("fairseq").__file__), "examples", "data2vec", "config", "v2", f"{released}.yaml")))
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    from d2v_fairseq.models.multi_config import Data2VecMultiConfig
+
+    effective = OmegaConf.merge(OmegaConf.structured(Data2VecMultiConfig), {k: v for k, v in ours["model"].items()
+                                                                            if k != "_name"})
+    mine = dict(flat(OmegaConf.to_container(effective, enum_to_str=True)))
+    for key, value in flat(theirs["model"]):
+        if key.endswith("feature_encoder_spec"):
+            assert parse_conv_spec(mine[key]) == parse_conv_spec(value)
+        elif key != "_name":
+            assert mine.get(key) == value, key
+    assert ours["optimization"]["max_update"] == theirs["optimization"]["max_update"]
 
 
 def has_key(cfg, dotted: str) -> bool:

@@ -47,6 +47,7 @@ def register(sub) -> None:
 
     p = kinds.add_parser("vision", help="scikit-learn's handwritten digits: pre-train data2vec_vision, classify")
     _common(p, "work/demo-vision", 600, 300)
+    _method(p, 200)
     p.set_defaults(func=_vision, log_level=logging.WARNING)
 
     p = kinds.add_parser("audio-events", help="mixtures of real recorded sounds: pre-train, fine-tune a tagger; mAP")
@@ -58,6 +59,13 @@ def register(sub) -> None:
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
     p.add_argument("--finetune-overrides", nargs="*", default=[], help="extra hydra overrides for fine-tuning")
     p.set_defaults(func=_audio_events, log_level=logging.WARNING)
+
+
+def _method(p: argparse.ArgumentParser, v2_updates: int) -> None:
+    p.add_argument("--method", default="data2vec", choices=["data2vec", "data2vec2"],
+                   help="data2vec2: pre-train data2vec 2.0 beside v1 and compare their scores and pre-training time")
+    p.add_argument("--v2-pretrain-updates", type=int, default=v2_updates,
+                   help="--method data2vec2: data2vec 2.0's pre-training updates")
 
 
 def _common(p: argparse.ArgumentParser, work: str, pretrain_updates: int, finetune_updates: int) -> None:
@@ -99,7 +107,7 @@ def _text(args: argparse.Namespace) -> None:
 def _vision(args: argparse.Namespace) -> None:
     from ..demos.vision import run_demo
 
-    run_demo(args.work, args.pretrain_updates, args.finetune_updates)
+    run_demo(args.work, args.pretrain_updates, args.finetune_updates, args.method, args.v2_pretrain_updates)
 
 
 def _audio_events(args: argparse.Namespace) -> None:

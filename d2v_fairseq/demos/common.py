@@ -4,6 +4,7 @@ done, fine-tuning over seeds, and the closing table of pre-trained vs random ini
 import os
 import subprocess
 import sys
+import time
 from typing import Callable, Dict, List
 
 from ..environment import config_root
@@ -97,6 +98,30 @@ def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], dec
     print_comparison({name: mean_scores(scores) for name, scores in runs.items()}, columns, deciding, note)
 
 
+def cell(value: float, width: int, kind) -> str:
+    """A table cell: ``kind`` True a percentage, False a ratio (3 decimals), a string a format."""
+    if isinstance(kind, str):
+        return f"{value:>{width}{kind}}"
+    return f"{value:>{width - 1}.1f}%" if kind else f"{value:>{width}.3f}"
+
+
+def timed_pretraining(save_dir: str, updates: int, overrides: List[str], log_path: str, modality: str,
+                      config_name: str) -> float:
+    """``hydra_train`` of a pre-training config, returning its wall-clock seconds (kept in
+    SAVE_DIR/pretrain_seconds.txt, so that a reused run reports the time it took)."""
+    record = os.path.join(save_dir, "pretrain_seconds.txt")
+    if trained_updates(save_dir) >= updates and os.path.isfile(record):
+        seconds = float(open(record).read())
+        print(f"  already trained ({updates} updates in {save_dir}, {seconds:.0f} s): reusing it", flush=True)
+        return seconds
+    start = time.time()
+    hydra_train("pretraining", save_dir, updates, overrides, log_path, modality=modality, config_name=config_name)
+    seconds = time.time() - start
+    with open(record, "w") as f:
+        f.write(f"{seconds:.1f}\n")
+    return seconds
+
+
 def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str,
                      lower_is_better: bool = False) -> bool:
     """The demos' closing table: one row per starting point ("pretrained" or "from CKPT" rows,
@@ -107,8 +132,7 @@ def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple],
     name_width = max(16, *(len(name) + 2 for name in results))
     print(f"{'fine-tuned from':{name_width}s}" + "".join(f"{header:>{width}s}" for _, header, _ in columns))
     for name, r in results.items():
-        print(f"{name:{name_width}s}" + "".join(f"{r[key]:>{width - 1}.1f}%" if percent else f"{r[key]:>{width}.3f}"
-                                                for key, _, percent in columns))
+        print(f"{name:{name_width}s}" + "".join(cell(r[key], width, percent) for key, _, percent in columns))
     header = next(h for k, h, _ in columns if k == deciding)
     print()
     all_win = True

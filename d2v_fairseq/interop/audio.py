@@ -3,7 +3,7 @@
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -80,34 +80,36 @@ def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, t
     return out
 
 
-def with_mask_embedding(weights: Dict[str, torch.Tensor], body) -> Dict[str, torch.Tensor]:
+def with_mask_embedding(weights: Dict[str, torch.Tensor], model_cfg) -> Dict[str, torch.Tensor]:
     """data2vec 2.0 zeroes masked frames instead of embedding them: its masked_spec_embed is zeros."""
     if "masked_spec_embed" not in weights:
-        weights["masked_spec_embed"] = torch.zeros(body.cfg.encoder_embed_dim)
+        weights["masked_spec_embed"] = torch.zeros(model_cfg.encoder_embed_dim)
     return weights
 
 
-def export_audio(model, cfg, task, out_dir: str) -> str:
-    """Writes the pre-trained or CTC model; returns the transformers class name written."""
+def export_audio(model, cfg, task, out_dir: str, state: Optional[Dict[str, torch.Tensor]] = None) -> str:
+    """Writes the pre-trained or CTC model; returns the transformers class name written. ``state``:
+    the weights in the wav2vec layout when the loaded model holds them otherwise (a round-2
+    ``data2vec2_audio`` checkpoint as read from its file; its ``cfg.model`` is that layout's)."""
     tf = import_transformers()
     is_ctc = hasattr(model, "w2v_encoder")
-    body = model.w2v_encoder.w2v_model if is_ctc else model
-    state = model.state_dict()
+    body_cfg = cfg.model.w2v_args.model if is_ctc else cfg.model
+    state = model.state_dict() if state is None else state
     extractor = tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
                                             do_normalize=bool(cfg.task.normalize), return_attention_mask=True)
     if not is_ctc:
-        config = tf.Data2VecAudioConfig(**audio_config(body.cfg))
+        config = tf.Data2VecAudioConfig(**audio_config(body_cfg))
         hf = tf.Data2VecAudioModel(config)
-        hf.load_state_dict(with_mask_embedding(audio_state(state), body), strict=True)
+        hf.load_state_dict(with_mask_embedding(audio_state(state), body_cfg), strict=True)
         hf.save_pretrained(out_dir, safe_serialization=True)
         extractor.save_pretrained(out_dir)
         return "Data2VecAudioModel"
     dictionary = task.target_dictionary
-    config = tf.Data2VecAudioConfig(**audio_config(body.cfg, vocab_size=len(dictionary)),
+    config = tf.Data2VecAudioConfig(**audio_config(body_cfg, vocab_size=len(dictionary)),
                                     pad_token_id=dictionary.bos(), ctc_loss_reduction="sum", ctc_zero_infinity=True)
     hf = tf.Data2VecAudioForCTC(config)
     weights = {"data2vec_audio." + k: v
-               for k, v in with_mask_embedding(audio_state(state, "w2v_encoder.w2v_model."), body).items()}
+               for k, v in with_mask_embedding(audio_state(state, "w2v_encoder.w2v_model."), body_cfg).items()}
     weights["lm_head.weight"], weights["lm_head.bias"] = state["w2v_encoder.proj.weight"], state["w2v_encoder.proj.bias"]
     hf.load_state_dict(weights, strict=True)
     hf.save_pretrained(out_dir, safe_serialization=True)

@@ -1,34 +1,29 @@
-"""``data2vec2_audio``: data2vec 2.0 for speech (Baevski et al., 2022b, "Efficient
-Self-supervised Learning with Contextualized Target Representations for Vision, Speech and Language").
+"""``data2vec2_audio``: the round-2 layout of data2vec 2.0 for speech, read as ``data2vec_multi``.
 
-The speech model of v1 (same conv front end, blocks, parameter names and fine-tuning path),
-trained the 2.0 way:
+The package's one data2vec 2.0 model is ``data2vec_multi`` (``data2vec_multi.py``). Checkpoints of
+the earlier speech-only model (v1's wav2vec-style parameter names plus ALiBi and a conv decoder)
+still load under their name: the config converts field by field (``multi_config``), the weights by
+renames (``multi_state``: q/k/v fused into ``qkv``, the per-head ALiBi scale reshaped), the
+teacher's too, and the model built is a ``data2vec_multi`` speech model. Features equal the
+round-2 model's on unpadded input (that model zeroed padded frames before its positional conv).
 
-* the conv front end runs once per sample, then the batch is repeated ``clone_batch`` times,
-  each copy with its own mask of exactly ``int(mask_prob * T)`` frames (spans of ``mask_length``);
-* the student zeroes the masked frames, runs the positional conv over the whole sequence and
-  encodes only the kept frames (ALiBi biases keep their original distances);
-* a light conv decoder restores the full length from the kept outputs plus N(0, mask_noise_std)
-  at the masked frames; the loss is taken at masked frames only;
-* the teacher encodes each original sample once; its targets (v1's target builder: top-K
-  feed-forward outputs, instance-normalized, averaged) are repeated for every copy.
-
-In fine-tuning (``features_only``) the whole sequence goes through the blocks, as in v1,
-with masked frames zeroed rather than replaced by an embedding.
+What does not carry over: the round-2 decoder skipped the residual around its first layer even
+when that layer kept the width (the released decoder adds it), so continued pre-training of a
+converted model whose decoder is as wide as the model starts with a slightly different decoder.
 """
 
+import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Dict
 
 import torch
 from fairseq.models import register_model
-from torch import nn
+from omegaconf import OmegaConf
 
-from ..modules.alibi import AlibiBias
-from ..modules.conv_decoder import ConvDecoder1d
-from ..modules.masking import exact_span_mask
 from .config import shared_default
-from .data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
+from .data2vec_audio import Data2VecAudioConfig
+from .data2vec_multi import EMA_KEY, Data2VecMultiModel
+from .multi_config import Data2VecMultiConfig, Modality
 
 
 @dataclass
@@ -61,69 +56,124 @@ class Data2Vec2AudioConfig(Data2VecAudioConfig):
     conv_pos_groups: int = field(default=16, metadata={"help": "groups of the positional conv"})
 
 
+
+
+def multi_config(old) -> Dict:
+    """A round-2 ``data2vec2_audio`` model config -> the equal ``data2vec_multi`` config (a dict)."""
+    get = (lambda key, default=None: old.get(key, default)) if hasattr(old, "get") else (
+        lambda key, default=None: getattr(old, key, default))
+    if get("layer_norm_first", False):
+        raise ValueError("data2vec2_audio with layer_norm_first=true: its pre-LN blocks have no data2vec_multi form")
+    if get("target_feature", "ffn") not in ("ffn", "block"):
+        raise ValueError(f"data2vec2_audio with target_feature={get('target_feature')}: data2vec_multi regresses "
+                         "the FFN output or the block output")
+    if get("teacher_attention_window", 0):
+        raise ValueError("data2vec2_audio with a teacher attention window: data2vec_multi's teacher sees everything")
+    dim = get("encoder_embed_dim")
+    decoder = {"decoder_dim": get("decoder_dim"), "decoder_layers": get("decoder_layers"),
+               "decoder_kernel": get("decoder_kernel"), "decoder_groups": get("decoder_groups"),
+               "input_dropout": get("decoder_input_dropout")}
+    audio = {"feature_encoder_spec": get("conv_feature_layers"), "extractor_mode": get("extractor_mode"),
+             "conv_pos_width": get("conv_pos"), "conv_pos_depth": get("pos_conv_depth"),
+             "conv_pos_groups": get("conv_pos_groups"), "prenet_depth": 0, "prenet_dropout": 0.0,
+             "mask_prob": get("mask_prob"), "mask_length": get("mask_length"), "mask_noise_std": get("mask_noise_std"),
+             "mask_channel_prob": get("mask_channel_prob", 0.0), "mask_channel_length": get("mask_channel_length", 64),
+             "local_grad_mult": get("feature_grad_mult", 1.0), "use_alibi_encoder": get("use_alibi"),
+             "alibi_scale": get("alibi_scale_init"), "learned_alibi_scale": get("learned_alibi_scale"),
+             "learned_alibi_scale_per_head": True, "decoder": decoder,
+             "num_alibi_heads": get("encoder_attention_heads"), "model_depth": get("encoder_layers")}
+    cfg = {"depth": get("encoder_layers"), "embed_dim": dim, "num_heads": get("encoder_attention_heads"),
+           "mlp_ratio": get("encoder_ffn_embed_dim") / dim, "norm_eps": 1e-5, "layerdrop": get("encoder_layerdrop"),
+           "encoder_dropout": get("dropout"), "post_mlp_drop": get("dropout"),
+           "attention_dropout": get("attention_dropout"), "activation_dropout": get("activation_dropout"),
+           "dropout_input": get("dropout_input"), "clone_batch": get("clone_batch"),
+           "average_top_k_layers": get("average_top_k_layers"),
+           "end_of_block_targets": get("target_feature", "ffn") == "block",
+           "loss_beta": get("loss_beta"), "loss_scale": get("loss_scale"),
+           "ema_decay": get("ema_decay"), "ema_end_decay": get("ema_end_decay"),
+           "ema_anneal_end_step": get("ema_anneal_end_step"), "ema_encoder_only": bool(get("ema_layers_only")),
+           "supported_modality": "AUDIO", "seed": get("seed", 1), "max_update": get("ema_anneal_end_step"),
+           "modalities": {"audio": audio}}
+    for key in ("instance_norm_target_layer", "layer_norm_target_layer", "batch_norm_target_layer",
+                "instance_norm_targets", "layer_norm_targets"):
+        cfg[key] = bool(get(key, False))
+    return cfg
+
+
+RENAMES = [  # round-2 key (regex) -> data2vec_multi key, student
+    (r"feature_extractor\.(.*)", r"modality_encoders.AUDIO.local_encoder.\1"),
+    (r"layer_norm\.(weight|bias)", r"modality_encoders.AUDIO.project_features.1.\1"),
+    (r"post_extract_proj\.(weight|bias)", r"modality_encoders.AUDIO.project_features.2.\1"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"modality_encoders.AUDIO.context_encoder.norm.\1"),
+    (r"decoder\.convs\.(\d+)\.(weight|bias)", r"modality_encoders.AUDIO.decoder.blocks.\1.0.\2"),
+    (r"decoder\.proj\.(weight|bias)", r"modality_encoders.AUDIO.decoder.proj.\1"),
+    (r"alibi\.scale", r"modality_encoders.AUDIO.alibi_scale"),
+]
+BLOCK_RENAMES = {"self_attn.out_proj": "attn.proj", "self_attn_layer_norm": "norm1", "fc1": "mlp.fc1",
+                 "fc2": "mlp.fc2", "final_layer_norm": "norm2"}
+
+
+def _rename(key: str, teacher: bool) -> str:
+    if teacher:  # the round-2 teacher's keys are relative to its scope: layers, layer_norm, pos_conv, alibi
+        key = re.sub(r"^(layers|pos_conv|layer_norm)\.", r"encoder.\1.", key)
+    match = re.fullmatch(r"encoder\.pos_conv\.(\d+)\.(.*)", key)
+    if match:
+        return f"modality_encoders.AUDIO.relative_positional_encoder.{int(match.group(1)) + 1}.{match.group(2)}"
+    match = re.fullmatch(r"encoder\.layers\.(\d+)\.(.*)\.(weight|bias)", key)
+    if match and match.group(2) in BLOCK_RENAMES:
+        return f"blocks.{match.group(1)}.{BLOCK_RENAMES[match.group(2)]}.{match.group(3)}"
+    for pattern, replacement in RENAMES:
+        if re.fullmatch(pattern, key):
+            return re.sub(pattern, replacement, key)
+    return key
+
+
+def _convert(weights: Dict[str, torch.Tensor], teacher: bool) -> Dict[str, torch.Tensor]:
+    out = {}
+    layer = re.compile(r"(encoder\.)?layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)")
+    fused: Dict[tuple, Dict[str, torch.Tensor]] = {}
+    for key, value in weights.items():
+        match = layer.fullmatch(key)
+        if match:
+            fused.setdefault((match.group(2), match.group(4)), {})[match.group(3)] = value
+            continue
+        new = _rename(key, teacher)
+        if new.endswith("alibi_scale"):
+            value = value.reshape(1, 1, -1, 1, 1)
+        out[new] = value
+    for (index, kind), parts in fused.items():
+        out[f"blocks.{index}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def is_round2_layout(state: Dict) -> bool:
+    return any(key.startswith(("encoder.layers.", "feature_extractor.")) for key in state)
+
+
+def multi_state(state: Dict[str, torch.Tensor], ema_encoder_only: bool = False) -> Dict[str, torch.Tensor]:
+    """A round-2 ``data2vec2_audio`` state dict (student + ``_ema``) -> data2vec_multi's keys. With
+    ``ema_encoder_only`` (round 2's ``ema_layers_only``) the teacher holds the blocks alone, keyed
+    without ``blocks.``; its saved layer norm and ALiBi scale are then the student's."""
+    out = _convert({k: v for k, v in state.items() if k not in (EMA_KEY, "_ema_updates", "mask_emb")}, teacher=False)
+    if EMA_KEY in state:
+        teacher = _convert(state[EMA_KEY], teacher=True)
+        if ema_encoder_only:
+            teacher = {k[len("blocks."):]: v for k, v in teacher.items() if k.startswith("blocks.")}
+        out[EMA_KEY] = teacher
+    return out
+
+
 @register_model("data2vec2_audio", dataclass=Data2Vec2AudioConfig)
-class Data2Vec2AudioModel(Data2VecAudioModel):
-    """data2vec 2.0 speech model; see the module docstring."""
+class Data2Vec2AudioModel(Data2VecMultiModel):
+    """A round-2 ``data2vec2_audio`` checkpoint as the ``data2vec_multi`` speech model (see the
+    module docstring); its weights convert on load."""
 
-    uses_mask_embedding = False
-    uses_linear_head = False
+    @classmethod
+    def build_model(cls, cfg: Data2Vec2AudioConfig, task=None):
+        converted = OmegaConf.merge(OmegaConf.structured(Data2VecMultiConfig), multi_config(cfg))
+        return cls(converted, [Modality.AUDIO], task=task)
 
-    def __init__(self, cfg: Data2Vec2AudioConfig):
-        super().__init__(cfg)
-        if cfg.clone_batch < 1:
-            raise ValueError(f"model config: clone_batch={cfg.clone_batch} must be >= 1")
-        if cfg.use_alibi:
-            self.alibi = AlibiBias(cfg.encoder_attention_heads, cfg.alibi_scale_init, cfg.learned_alibi_scale)
-        self.decoder: Optional[ConvDecoder1d] = ConvDecoder1d(
-            cfg.encoder_embed_dim, cfg.decoder_dim, cfg.decoder_layers, cfg.decoder_kernel, cfg.decoder_groups
-        )
-
-    def regression_head(self) -> Optional[nn.Module]:
-        """The conv decoder, (B, T, C) -> (B, T, C); None once removed for fine-tuning."""
-        return self.decoder
-
-    def drop_regression_head(self) -> None:
-        """Removes the decoder (fine-tuning needs none)."""
-        self.decoder = None
-
-    def masked_value(self, x: torch.Tensor) -> torch.Tensor:
-        """Masked frames are zeroed (2.0 has no mask embedding)."""
-        return x.new_zeros(())
-
-    # --- the 2.0 training forward ---------------------------------------------------------
-    def clone_masks(self, batch: int, frames: int, sample_ids: Optional[Sequence[int]], device) -> torch.Tensor:
-        """Masks (B * clone_batch, T) for the repeated batch, copy ``c`` of sample ``i`` at row
-        ``i * clone_batch + c``; exactly int(mask_prob * T) frames masked in every row."""
-        cfg = self.cfg
-        return exact_span_mask(
-            batch, frames, cfg.mask_prob, cfg.mask_length, seed=cfg.seed, num_updates=self.num_updates,
-            sample_ids=sample_ids, copies=cfg.clone_batch, device=device,
-        )
-
-    def decode(self, kept: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Student outputs of the kept frames ``kept`` (R, K, C) and the masks (R, T) ->
-        predictions (R, T, C) for every frame."""
-        R, T = mask.shape
-        kept = nn.functional.dropout(kept, p=self.cfg.decoder_input_dropout, training=self.training)
-        full = kept.new_empty(R, T, kept.size(-1)).normal_(0.0, self.cfg.mask_noise_std)
-        full[~mask] = kept.reshape(-1, kept.size(-1))  # row-major: each row's kept frames, in order
-        return self.decoder(full)
-
-    def predict_masked(self, features, padding_mask, targets, sample_ids=None, **unused):
-        """2.0's student stage: ``clone_batch`` masked copies of ``features`` (B, T, C), only their
-        kept frames encoded, the decoder predicting every frame. Returns (predictions (N, C) at
-        the masked frames of every copy, their targets (N, C) from ``targets`` (B, T, C), the masks
-        (B * clone_batch, T)). ``features_only`` (fine-tuning, features) runs v1's full-sequence path."""
-        if padding_mask is not None:
-            raise ValueError(
-                "data2vec2_audio pre-training needs unpadded batches (each copy keeps the same number of "
-                "frames): leave task.enable_padding=false so that fairseq crops a batch to its shortest clip"
-            )
-        B, T, _ = features.shape
-        masks = self.clone_masks(B, T, sample_ids, features.device)  # (B * R, T)
-        x = self.dropout_input(features).repeat_interleave(self.cfg.clone_batch, 0)  # (B * R, T, C), copies adjacent
-        x = x.masked_fill(masks.unsqueeze(-1), 0.0)
-        kept = self.encode_student(x, None, keep=~masks)  # (B * R, T - masked, C)
-        pred = self.decode(kept, masks)[masks]  # (N, C): masked frames only
-        target = targets.repeat_interleave(self.cfg.clone_batch, 0)[masks]
-        return pred, target, masks
+    def load_state_dict(self, state_dict, strict: bool = True, model_cfg=None, args=None):
+        if is_round2_layout(state_dict):
+            state_dict = multi_state(state_dict, self.cfg.ema_encoder_only)
+        return super().load_state_dict(state_dict, strict=strict)

@@ -60,31 +60,31 @@ def test_what_transformers_cannot_represent_is_refused(change, reason):
         audio_config(tiny_audio_cfg(**change))
 
 
-def _v2_checkpoint(corpus, save_dir, *extra):
-    run_cli([os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train"), "--config-dir",
-             f"{REPO}/examples/audio/pretraining", "--config-name", "v2_tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq",
-             f"task.data={corpus}", f"checkpoint.save_dir={save_dir}", "optimization.max_update=3",
-             "dataset.disable_validation=true", "model.encoder_layers=2", "model.average_top_k_layers=2",
-             "model.clone_batch=2", *extra], cwd=save_dir.parent)
-    return save_dir / "checkpoint_last.pt"
+def test_round2_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp_path, waveforms):
+    from ..helpers.round2_data2vec2_audio import write_round2_checkpoint
 
-
-def test_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp_path, waveforms):
+    write_round2_checkpoint(str(tmp_path / "alibi.pt"), demo_corpus)
     with pytest.raises(NotExportable, match="ALiBi"):
-        export(str(_v2_checkpoint(demo_corpus, tmp_path / "alibi")), str(tmp_path / "refused"))
-    checkpoint = _v2_checkpoint(demo_corpus, tmp_path / "plain", "model.use_alibi=false")
-    written, out_dir = export(str(checkpoint), str(tmp_path / "hf"))
+        export(str(tmp_path / "alibi.pt"), str(tmp_path / "refused"))
+    old = write_round2_checkpoint(str(tmp_path / "plain.pt"), demo_corpus, use_alibi=False)
+    written, out_dir = export(str(tmp_path / "plain.pt"), str(tmp_path / "hf"))
     assert written == "Data2VecAudioModel"
     hf = transformers.Data2VecAudioModel.from_pretrained(out_dir).eval()
-    ours, _, _ = load_checkpoint(str(checkpoint))
-    ours.eval()
     source, padding = waveforms
-    with torch.no_grad():
-        expected = ours.extract_features(source, padding)["x"]
-        for b, n in enumerate(ours.output_lengths((~padding).sum(-1)).tolist()):
-            # transformers on each utterance alone: ours is batch-invariant, transformers' padded batch is not
-            got = hf(source[b: b + 1, : int((~padding[b]).sum())]).last_hidden_state[0]
-            assert torch.allclose(got[:n], expected[b, :n], atol=1e-4), (got[:n] - expected[b, :n]).abs().max()
+    for b in range(source.size(0)):
+        utterance = source[b: b + 1, : int((~padding[b]).sum())]  # each alone: no padding in either model
+        with torch.no_grad():
+            expected = old.extract_features(utterance, None)["x"][0]
+            got = hf(utterance).last_hidden_state[0]
+        assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_data2vec_multi_is_refused_with_the_reason(tmp_path):
+    from ..helpers import reference_v2
+
+    reference_v2.write_reference_checkpoint("AUDIO", str(tmp_path / "multi.pt"))
+    with pytest.raises(NotExportable, match="data2vec_multi"):
+        export(str(tmp_path / "multi.pt"), str(tmp_path / "out"))
 
 
 def test_hub_hidden_states_equal_transformers_layer_by_layer(pretrained_checkpoint, tmp_path, waveforms):
