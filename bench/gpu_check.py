@@ -33,11 +33,13 @@ RUNS = {
     "speech-v2": ("audio/pretraining", "v2_base_librispeech", ["dataset.max_tokens=1400000"], "speech"),
     "text-v1": ("text/pretraining", "base", ["dataset.max_tokens=8192"], "text"),
     "vision-v1": ("vision/pretraining", "base_imagenet", ["dataset.batch_size=64"], "vision"),
+    "vision-v2": ("vision/pretraining", "v2_base_imagenet", ["dataset.batch_size=64"], "vision"),
+    "text-v2": ("text/pretraining", "v2_base", ["dataset.batch_size=16"], "text"),
 }
 REFERENCE = {"speech-v1": "fairseq.examples.data2vec.models.data2vec_audio"}
 # --tiny: the same runs on the tiny CPU configs (with --cpu: the script's own smoke test)
 TINY = {"base_librispeech": "tiny_cpu", "v2_base_librispeech": "v2_tiny_cpu", "base": "tiny_cpu",
-        "base_imagenet": "tiny_cpu"}
+        "base_imagenet": "tiny_cpu", "v2_base_imagenet": "v2_tiny_cpu", "v2_base": "v2_tiny_cpu"}
 
 # runs in the training process: records the trainer, then checks the teacher and the peak memory
 PROBE = r"""
@@ -130,7 +132,8 @@ def run(name: str, precision: str, data: Dict[str, str], work: str, updates: int
         args += ["lr_scheduler.phase_ratio=null", "+lr_scheduler.warmup_steps=5", "+lr_scheduler.hold_steps=100000",
                  "+lr_scheduler.decay_steps=1"]
     if modality == "vision":
-        args += ["dataset.train_subset=train", f"task.image_size={32 if tiny else 224}"]
+        size_key = "task.input_size" if config.startswith("v2") else "task.image_size"
+        args += ["dataset.train_subset=train", f"{size_key}={32 if tiny else 224}"]
     if reference:
         user_dir = os.path.join(work, "reference_user_dir")
         os.makedirs(user_dir, exist_ok=True)

@@ -48,6 +48,14 @@ def audio_seconds(log: str) -> float:
     return total / SAMPLE_RATE
 
 
+def front_end_for(method: str, width: int) -> str:
+    """The conv front end override of ``method``'s config (2.0: data2vec_multi's field)."""
+    override = front_end(width)
+    if method == "2.0":
+        return override.replace("model.conv_feature_layers=", "model.modalities.audio.feature_encoder_spec=")
+    return override
+
+
 def throughput(method: str, corpus: str, updates: int, overrides: Sequence[str] = ()) -> dict:
     """Pre-trains ``updates`` updates (no validation, no checkpoint); audio seconds per second."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +88,7 @@ def throughput_sweep(corpus: str, widths: Sequence[int], updates: int) -> None:
     print(f"{'channels':>8s}{'v1 audio s/s':>14s}{'2.0 audio s/s':>15s}{'v1 / 2.0':>10s}"
           f"{'v1 views/s':>12s}{'2.0 views/s':>13s}", flush=True)
     for width in widths:
-        speed = {m: throughput(m, corpus, updates, [front_end(width)])["audio_s_per_s"] for m in CONFIGS}
+        speed = {m: throughput(m, corpus, updates, [front_end_for(m, width)])["audio_s_per_s"] for m in CONFIGS}
         print(f"{width:8d}{speed['v1']:14.1f}{speed['2.0']:15.1f}{speed['v1'] / speed['2.0']:10.2f}"
               f"{speed['v1']:12.1f}{speed['2.0'] * copies:13.1f}", flush=True)
 
@@ -105,10 +113,10 @@ def main() -> None:
     stage("demo corpus")
     corpus = build_corpus(os.path.join(work, "corpus"))
 
-    model = [front_end(args.width)] if args.width else []
+    model = {m: [front_end_for(m, args.width)] if args.width else [] for m in CONFIGS}
     stage(f"throughput: {args.throughput_updates} updates each, same tiny model and data"
-          + (f", front end {args.width} channels" if model else ""))
-    speed = {m: throughput(m, corpus, args.throughput_updates, model) for m in CONFIGS}
+          + (f", front end {args.width} channels" if args.width else ""))
+    speed = {m: throughput(m, corpus, args.throughput_updates, model[m]) for m in CONFIGS}
     for m, r in speed.items():
         print(f"  {m}: {r['updates_per_s']:.2f} updates/s, {r['audio_s_per_s']:.1f} audio s/s, bsz {r['bsz']:.1f}")
 
@@ -120,7 +128,7 @@ def main() -> None:
     wall, updates = {}, {"v1": args.pretrain_updates}
     pre_dirs = {m: os.path.join(work, f"pretrain_{m}") for m in CONFIGS}
     logs = {m: os.path.join(work, f"pretrain_{m}.log") for m in CONFIGS}
-    hydra_train("pretraining", pre_dirs["v1"], updates["v1"], [f"task.data={corpus}", *model], logs["v1"],
+    hydra_train("pretraining", pre_dirs["v1"], updates["v1"], [f"task.data={corpus}", *model["v1"]], logs["v1"],
                 config_name=CONFIGS["v1"])
     wall["v1"] = pretrain_seconds(logs["v1"])
     budget = wall["v1"] / args.budget_ratio
@@ -132,7 +140,7 @@ def main() -> None:
         print(f"  already trained ({logs['2.0']}): reusing it", flush=True)
     else:
         hydra_train("pretraining", pre_dirs["2.0"], updates["2.0"],
-                    [f"task.data={corpus}", f"optimization.stop_time_hours={budget / 3600:.6f}", *model,
+                    [f"task.data={corpus}", f"optimization.stop_time_hours={budget / 3600:.6f}", *model["2.0"],
                      *args.v2_overrides], logs["2.0"],
                     config_name=CONFIGS["2.0"])
     wall["2.0"] = pretrain_seconds(logs["2.0"])

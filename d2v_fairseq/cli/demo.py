@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per starting point (the table gives the mean)")
     p.add_argument("--vocab-size", type=int, default=4000, help="BPE vocabulary size")
     p.add_argument("--pretrain-overrides", nargs="*", default=[], help="extra hydra overrides for pre-training")
+    _method(p, 400)
     p.set_defaults(func=_text, log_level=logging.WARNING)
 
     p = kinds.add_parser("vision", help="scikit-learn's handwritten digits: pre-train data2vec_vision, classify")
@@ -101,7 +102,7 @@ def _text(args: argparse.Namespace) -> None:
     from ..demos.text import run_demo
 
     run_demo(args.work, args.pretrain_updates, args.finetune_updates, args.train_per_class, args.seeds,
-             args.vocab_size, args.pretrain_overrides)
+             args.vocab_size, args.pretrain_overrides, args.method, args.v2_pretrain_updates)
 
 
 def _vision(args: argparse.Namespace) -> None:

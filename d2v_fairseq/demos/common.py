@@ -88,7 +88,7 @@ def finetune_seeds(work: str, name: str, seeds: int, what: str, finetune: Callab
 def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], deciding: str, note: str) -> None:
     """``print_comparison`` of the mean scores of each starting point's fine-tuning runs; with
     several seeds, first each seed's ``deciding`` score."""
-    seeds = len(runs["pretrained"])
+    seeds = len(next(iter(runs.values())))
     if seeds > 1:
         header, percent = next((h, p) for k, h, p in columns if k == deciding)
         for name, scores in runs.items():

@@ -13,6 +13,12 @@
 
     d2v demo text --work work/demo-text
 
+``--method data2vec2`` pre-trains data2vec 2.0 (configs/text/pretraining/v2_tiny_cpu.yaml, the
+same 4 blocks of 64 dims) beside v1, each timed, fine-tunes each (2.0 with
+finetuning/v2_tiny_cpu.yaml, the head on the mean of the outputs as v1's) and random init, and
+prints one table: rows data2vec 2.0, data2vec (v1), random init; accuracy, MCC and the seconds
+of pre-training.
+
 Every stage reuses what an earlier run built.
 """
 
@@ -24,7 +30,7 @@ from typing import Dict, List, Sequence
 
 from ..data.text import binarize, encode_file, train_bpe
 from ..evaluation import evaluate_text
-from .common import finetune_seeds, hydra_train, print_seed_comparison, stage
+from .common import finetune_seeds, hydra_train, print_seed_comparison, stage, timed_pretraining
 from .wordnet import read_glosses
 
 CATEGORIES = ("noun.animal", "noun.plant", "noun.food", "noun.artifact", "noun.person", "noun.body",
@@ -88,9 +94,11 @@ def build_data(work: str, per_class: Dict[str, int], vocab_size: int, seed: int 
 
 def run_demo(work: str = "work/demo-text", pretrain_updates: int = 800, finetune_updates: int = 400,
              train_per_class: int = 40, seeds: int = 3, vocab_size: int = 4000,
-             pretrain_overrides: Sequence[str] = ()) -> Dict:
+             pretrain_overrides: Sequence[str] = (), method: str = "data2vec", v2_pretrain_updates: int = 400) -> Dict:
     """Runs the demo (see the module docstring) in ``work``; returns {starting point: scores
     per fine-tuning seed}."""
+    if method not in ("data2vec", "data2vec2"):
+        raise ValueError(f"--method {method}: data2vec or data2vec2")
     work = os.path.abspath(work)
     os.makedirs(work, exist_ok=True)
     start = time.time()
@@ -98,31 +106,53 @@ def run_demo(work: str = "work/demo-text", pretrain_updates: int = 800, finetune
     stage("1/4 WordNet glosses -> sentencepiece BPE -> binarized masked_lm data and classification splits")
     data = build_data(work, {"train": train_per_class, "valid": 20, "test": 100}, vocab_size)
 
-    stage(f"2/4 data2vec_text pre-training, tiny model, {pretrain_updates} updates")
-    pre_dir = os.path.join(work, "pretrain")
-    hydra_train("pretraining", pre_dir, pretrain_updates, [f"task.data={data['pretrain']}", *pretrain_overrides],
-                os.path.join(work, "pretrain.log"), modality="text")
+    # (row, pre-training config, updates, folder)
+    methods = [("pretrained", "tiny_cpu", pretrain_updates, "pretrain")]
+    if method == "data2vec2":
+        methods = [("data2vec 2.0", "v2_tiny_cpu", v2_pretrain_updates, f"pretrain_v2_{v2_pretrain_updates}"),
+                   ("data2vec (v1)", "tiny_cpu", pretrain_updates, "pretrain")]
+    seconds = {}
+    for name, config, updates, folder in methods:
+        label = "data2vec 2.0" if config.startswith("v2") else "data2vec_text"
+        stage(f"2/4 {label} pre-training, tiny model, {updates} updates")
+        seconds[name] = timed_pretraining(os.path.join(work, folder), updates,
+                                          [f"task.data={data['pretrain']}", *pretrain_overrides],
+                                          os.path.join(work, f"{folder}.log"), "text", config)
 
-    def finetune(restore: str, save_dir: str, log_path: str, seed: int) -> None:
-        hydra_train("finetuning", save_dir, finetune_updates,
-                    [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
-                     f"checkpoint.restore_file={restore}", f"lr_scheduler.total_num_update={finetune_updates}",
-                     f"common.seed={seed}",
-                     # the head reads the mean of the outputs: a tiny model's <s> output, which
-                     # pre-training never regresses, carries little of the sentence
-                     "model.classifier_pooling=mean",
-                     "checkpoint.no_last_checkpoints=false"],
-                    log_path, modality="text")
+    def finetune(restore: str, v2: bool, save_dir: str, log_path: str, seed: int) -> None:
+        common = [f"task.data={data['cls']}", f"task.num_classes={len(CATEGORIES)}",
+                  f"lr_scheduler.total_num_update={finetune_updates}", f"common.seed={seed}",
+                  # the head reads the mean of the outputs: a tiny model's <s> output, which
+                  # pre-training never regresses, carries little of the sentence
+                  "model.classifier_pooling=mean", "checkpoint.no_last_checkpoints=false"]
+        start_from = [f"model.model_path={restore}"] if v2 else [f"checkpoint.restore_file={restore}"]
+        hydra_train("finetuning", save_dir, finetune_updates, common + start_from, log_path, modality="text",
+                    config_name="v2_tiny_cpu" if v2 else "tiny_cpu")
 
-    starts = (("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")), ("random init", "none.pt"))
-    runs = {name: finetune_seeds(work, name, seeds, f"{finetune_updates} updates",
-                                 functools.partial(finetune, restore),
-                                 lambda checkpoint: evaluate_text(checkpoint, data["cls"], "test"))
-            for name, restore in starts}
+    starts = [(name if method == "data2vec2" else "pretrained", os.path.join(work, folder, "checkpoint_last.pt"),
+               config.startswith("v2")) for name, config, _, folder in methods]
+    starts.append(("random init", "none.pt", False))
+    runs = {}
+    for name, restore, v2 in starts:
+        tag = {"data2vec 2.0": f"v2_{v2_pretrain_updates}", "data2vec (v1)": "pretrained"}.get(name, name)
+        runs[name] = finetune_seeds(work, tag, seeds, f"{finetune_updates} updates",
+                                    functools.partial(finetune, restore, v2),
+                                    lambda checkpoint: evaluate_text(checkpoint, data["cls"], "test"))
+        for scores in runs[name]:
+            scores["pretrain_s"] = seconds.get(name, 0.0)
 
     stage(f"4/4 test set: definition -> WordNet category ({len(CATEGORIES)} classes, chance 10%); "
           f"{time.time() - start:.0f} s in all")
-    print_seed_comparison(runs, [("accuracy", "accuracy", True), ("mcc", "MCC", False)], "accuracy",
-                          f"{runs['pretrained'][0]['n']} test definitions, {train_per_class} labeled per class")
+    columns = [("accuracy", "accuracy", True), ("mcc", "MCC", False)]
+    if method == "data2vec2":
+        columns.append(("pretrain_s", "pre-train s", ".0f"))
+    print_seed_comparison(runs, columns, "accuracy",
+                          f"{runs['random init'][0]['n']} test definitions, "
+                          f"{train_per_class} labeled per class")
+    if method == "data2vec2":
+        v1, v2 = runs["data2vec (v1)"], runs["data2vec 2.0"]
+        acc = {k: sum(r["accuracy"] for r in v) / len(v) for k, v in (("v1", v1), ("v2", v2))}
+        print(f"data2vec 2.0: accuracy {acc['v2']:.1f}% after {seconds['data2vec 2.0']:.0f} s of pre-training "
+              f"({v2_pretrain_updates} updates); v1: {acc['v1']:.1f}% after {seconds['data2vec (v1)']:.0f} s "
+              f"({pretrain_updates} updates)")
     return runs
-

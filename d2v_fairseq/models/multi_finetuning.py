@@ -201,6 +201,9 @@ class Data2VecTextClassificationConfig(FairseqDataclass):
     model_path: str = field(default=MISSING, metadata={"help": "the pre-trained data2vec_multi checkpoint"})
     no_pretrained_weights: bool = field(default=False, metadata={"help": "random init (the baseline)"})
     pretrained_model_args: Any = None
+    # this package's own (the reference reads the first token): what the head reads
+    classifier_pooling: str = field(default="cls", metadata={"help": "cls: the <s> token's features; mean: the "
+                                                                      "mean over the sentence's tokens"})
 
 
 @register_model("data2vec_text_classification", dataclass=Data2VecTextClassificationConfig)
@@ -234,4 +237,10 @@ class Data2VecTextClassificationModel(BaseFairseqModel):
         """Tokens (B, T) -> (logits (B, classes) from the first token's features, encoder output)."""
         out = self.model.extract_features(source, mode="TEXT", padding_mask=padding_mask,
                                           remove_extra_tokens=remove_extra_tokens)
-        return self.classification_heads[classification_head_name](out["x"]), out
+        x = out["x"]
+        if self.cfg.classifier_pooling == "mean":
+            keep = torch.ones(x.shape[:2], device=x.device) if padding_mask is None else (~padding_mask).float()
+            x = ((x * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)).unsqueeze(1)  # (B, 1, C)
+        elif self.cfg.classifier_pooling != "cls":
+            raise ValueError(f"model.classifier_pooling={self.cfg.classifier_pooling}: cls or mean")
+        return self.classification_heads[classification_head_name](x), out
