@@ -7,7 +7,7 @@ D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv ablations demo demo-text demo-vision demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
+.PHONY: venv ablations demo demo-text demo-vision demo-v2 demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
 
 # Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
 # sound-theme-freedesktop (recorded sound events)
@@ -51,6 +51,11 @@ demo-text: $(STAMP) debian-data
 
 demo-vision: $(STAMP)
 	$(D2V) demo vision --work work/demo-vision
+
+# data2vec 2.0 against v1 on the vision and text demos: scores and pre-training seconds
+demo-v2: $(STAMP) debian-data
+	$(D2V) demo vision --method data2vec2 --work work/demo-v2-vision
+	$(D2V) demo text --method data2vec2 --work work/demo-v2-text
 
 demo-audio-events: $(STAMP) debian-data
 	$(D2V) demo audio-events --work work/demo-audio-events

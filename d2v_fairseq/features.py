@@ -125,14 +125,14 @@ def batches(reps: Representations, items: Sequence[Item], max_tokens: int, max_i
 def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", pool: str = "none",
             fmt: str = "npy", split: str = "train", max_tokens: int = 1_600_000, max_items: int = 64,
             device: str = "cpu", sp_model: Optional[str] = None,
-            progress: Optional[Callable[[int], None]] = None) -> Dict:
+            progress: Optional[Callable[[int], None]] = None, data_dir: Optional[str] = None) -> Dict:
     """Writes the features of every item of ``source`` (see the module docstring); returns
     {"items", "frames", "seconds", "items_per_s", "audio_s_per_s" (speech), "layers"}."""
     if pool not in ("none", "mean"):
         raise InputError(f"--pool {pool!r}: expected none or mean")
     if fmt not in ("npy", "hubert"):
         raise InputError(f"--format {fmt!r}: expected npy or hubert")
-    reps = load(checkpoint, sp_model=sp_model)
+    reps = load(checkpoint, sp_model=sp_model, data_dir=data_dir)
     reps.encoder.to(device)
     chosen = parse_layers(layers, reps.num_layers)
     if fmt == "hubert" and (len(chosen) != 1 or pool != "none"):

@@ -79,6 +79,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="items per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--sp-model", help="text: the sentencepiece model (default: beside the data's dict.txt)")
+    p.add_argument("--data", help="text: the folder with the checkpoint's dict.txt, if not where it was trained "
+                   "(released checkpoints name the authors' folders)")
     p.set_defaults(func=_features, log_level=logging.WARNING)
 
     p = sub.add_parser("probe", help="layer-wise linear probe of frozen features; prints a table, writes a plot",
@@ -156,7 +158,8 @@ def _features(args: argparse.Namespace) -> None:
 
     with tqdm(desc="features", unit="item", leave=False, disable=None) as bar:  # a bar on a terminal only
         summary = extract(args.checkpoint, args.input, args.out_dir, args.layers, args.pool, args.format, args.split,
-                          args.max_tokens, args.batch_size, args.device, args.sp_model, progress=bar.update)
+                          args.max_tokens, args.batch_size, args.device, args.sp_model, progress=bar.update,
+                          data_dir=args.data)
     rate = f", {summary['audio_s_per_s']:.1f} audio s/s" if "audio_s_per_s" in summary else ""
     print(f"{summary['items']} items, {summary['frames']} frames, layers {summary['layers']} -> {args.out_dir} "
           f"({summary['seconds']:.1f} s: {summary['items_per_s']:.1f} items/s{rate})")

@@ -273,6 +273,17 @@ class ModalityEncoder(nn.Module):
             mask = ~mask
         return MaskInfo.of(mask.to(device))
 
+    def seeded_block_mask(self, draw, rows: int, length: int, seeds, clone_batch: int, device) -> MaskInfo:
+        """fairseq's block masks (``compute_block_mask_1d`` / ``_2d``: ``draw``), which use torch's
+        global generator, drawn under one seeded from (seed, update, every row's key)."""
+        cfg = self.modality_cfg
+        seed, update, ids = self.row_keys(rows, seeds, clone_batch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeded_int(seed, update, draw.__name__, *ids.tolist()))
+            mask = draw((rows, length), cfg.mask_prob, cfg.mask_length, cfg.mask_prob_adjust, cfg.inverse_mask,
+                        require_same_masks=True, mask_dropout=cfg.mask_dropout)
+        return MaskInfo.of(mask.to(device))
+
     @staticmethod
     def row_keys(rows: int, seeds: Optional[MaskSeeds], clone_batch: int):
         """(seed, update, a distinct key (rows,) per row: sample id * clone_batch + copy). Without
@@ -334,12 +345,7 @@ class AudioEncoder(ModalityEncoder):
         cfg = self.modality_cfg
         if padding_mask is not None and padding_mask.any() or cfg.mask_length <= 1 or cfg.mask_prob_min is not None:
             return super().compute_mask(rows, length, padding_mask, seeds, clone_batch, device)
-        seed, update, ids = self.row_keys(rows, seeds, clone_batch)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeded_int(seed, update, "block_mask_1d", *ids.tolist()))
-            mask = compute_block_mask_1d((rows, length), cfg.mask_prob, cfg.mask_length, cfg.mask_prob_adjust,
-                                         cfg.inverse_mask, require_same_masks=True, mask_dropout=cfg.mask_dropout)
-        return MaskInfo.of(mask.to(device))
+        return self.seeded_block_mask(compute_block_mask_1d, rows, length, seeds, clone_batch, device)
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         """Frames (B,) the front end makes of ``samples`` (B,) samples."""
@@ -389,12 +395,7 @@ class ImageEncoder(ModalityEncoder):
         cfg = self.modality_cfg
         if cfg.mask_length <= 1:
             return super().compute_mask(rows, length, padding_mask, seeds, clone_batch, device)
-        seed, update, ids = self.row_keys(rows, seeds, clone_batch)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeded_int(seed, update, "block_mask", *ids.tolist()))
-            mask = compute_block_mask_2d((rows, length), cfg.mask_prob, cfg.mask_length, cfg.mask_prob_adjust,
-                                         cfg.inverse_mask, require_same_masks=True, mask_dropout=cfg.mask_dropout)
-        return MaskInfo.of(mask.to(device))
+        return self.seeded_block_mask(compute_block_mask_2d, rows, length, seeds, clone_batch, device)
 
     def reset_parameters(self):
         if self.decoder is not None:

@@ -1,4 +1,5 @@
-"""Image tasks: ``d2v_image_pretraining`` (unlabeled images for data2vec_vision) and
+"""Image tasks: ``d2v_image_pretraining`` (unlabeled images for data2vec_vision),
+``mae_image_pretraining`` (data2vec 2.0's, under the reference's name and fields) and
 ``d2v_image_classification`` (fine-tuning and evaluation with top-1/top-5 accuracy).
 
 Both read the manifests of ``d2v prepare images`` in ``task.data``
@@ -156,16 +157,12 @@ class KeyedImages(BaseWrapperDataset):
 
 
 @register_task("mae_image_pretraining", dataclass=MaeImagePretrainingConfig)
-class MaeImagePretrainingTask(FairseqTask):
+class MaeImagePretrainingTask(ImagePretrainingTask):
     """Unlabeled images for data2vec 2.0 (``data2vec_multi`` with the IMAGE modality): MAE's
     augmentation (random resized crop, by default of 20-100% of the area, horizontal flip),
     ImageNet mean/std, no torchvision."""
 
     cfg: MaeImagePretrainingConfig
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        return cls(cfg)
 
     def load_dataset(self, split: str, combine=False, task_cfg=None, **kwargs):
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")
@@ -186,14 +183,3 @@ class MaeImagePretrainingTask(FairseqTask):
             dataset = SubsampleDataset(dataset, self.cfg.subsample, shuffle=True, seed=self.cfg.seed)
         self.datasets[split] = dataset
         logger.info(f"{manifest}: {len(dataset)} images")
-
-    def max_positions(self):
-        return None
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None

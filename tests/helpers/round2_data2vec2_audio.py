@@ -97,6 +97,22 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
         return pred, target, masks
 
 
+def trained_round2(cfg) -> "Data2Vec2AudioModel":
+    """A round-2 model of config ``cfg`` after two updates (its teacher differs from its student)."""
+    torch.manual_seed(0)
+    model = Data2Vec2AudioModel(cfg)
+    model.set_num_updates(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    source = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
+    for update in (1, 2):
+        out = model(source, sample_ids=[0, 1])
+        opt.zero_grad()
+        out["losses"]["regression"].sum().backward()
+        opt.step()
+        model.set_num_updates(update)
+    return model.eval()
+
+
 def write_round2_checkpoint(path: str, data: str, normalize: bool = True, **overrides) -> "Data2Vec2AudioModel":
     """A tiny round-2 ``data2vec2_audio`` checkpoint after two updates, as fairseq's trainer saved
     them (cfg with the model and d2v_audio_pretraining task, the teacher under ``_ema``)."""
@@ -114,18 +130,7 @@ def write_round2_checkpoint(path: str, data: str, normalize: bool = True, **over
     root.model._name = "data2vec2_audio"
     root.task = OmegaConf.merge(OmegaConf.structured(CheckedAudioPretrainingConfig),
                                 {"_name": "d2v_audio_pretraining", "data": data, "normalize": normalize})
-    torch.manual_seed(0)
-    model = Data2Vec2AudioModel(root.model)
-    model.set_num_updates(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    source = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
-    for update in (1, 2):
-        out = model(source, sample_ids=[0, 1])
-        opt.zero_grad()
-        out["losses"]["regression"].sum().backward()
-        opt.step()
-        model.set_num_updates(update)
-    model.eval()
+    model = trained_round2(root.model)
     torch.save({"cfg": OmegaConf.to_container(root, resolve=True, enum_to_str=True), "model": model.state_dict(),
                 "optimizer_history": [{"criterion_name": "Data2VecRegressionCriterion", "optimizer_name": "FairseqAdam",
                                        "lr_scheduler_state": {}, "num_updates": 2}], "extra_state": {}}, path)

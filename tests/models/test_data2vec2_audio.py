@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from d2v_fairseq.models.data2vec2_audio import Data2Vec2AudioConfig, Data2Vec2AudioModel, multi_state
 from d2v_fairseq.models.data2vec_multi import Data2VecMultiModel
 
-from ..helpers.round2_data2vec2_audio import Data2Vec2AudioModel as Round2Model
+from ..helpers.round2_data2vec2_audio import trained_round2
 from ..helpers.tiny import TINY_AUDIO
 
 
@@ -20,22 +20,6 @@ def round2_config(**overrides):
                   conv_pos_groups=4, decoder_input_dropout=0.0)
     root.model = OmegaConf.merge(OmegaConf.structured(Data2Vec2AudioConfig), fields, overrides)
     return root.model
-
-
-def trained_round2(cfg):
-    """A round-2 model after two updates (its teacher differs from its student)."""
-    torch.manual_seed(0)
-    model = Round2Model(cfg)
-    model.set_num_updates(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    source = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
-    for update in (1, 2):
-        out = model(source, sample_ids=[0, 1])
-        opt.zero_grad()
-        out["losses"]["regression"].sum().backward()
-        opt.step()
-        model.set_num_updates(update)
-    return model.eval()
 
 
 def test_the_name_resolves_to_the_converting_data2vec_multi_model():
