@@ -107,6 +107,8 @@ def test_v2_text_fine_tunes_on_sentence_pairs_and_evaluates(text_corpus, rte_bin
     assert best["cfg"]["model"]["_name"] == "data2vec_text_classification"
     assert "classification_heads.sentence_classification_head.out_proj.weight" in best["model"]
     assert not any("decoder" in k or "_ema" in k for k in best["model"])
+    assert best["cfg"]["model"]["pretrained_model_args"]["model"]["depth"] == 2  # loads without the pre-trained file
+    os.rename(tmp_path / "pre", tmp_path / "pre-moved")
     out = evaluate(tmp_path / "ft" / "checkpoint_best.pt", rte_bin, "--split", "valid")
     assert re.search(r"accuracy ([\d.]+)", out)
 

@@ -72,6 +72,19 @@ def pretrained_multi(cfg, modality: Modality, task=None, overrides: Optional[dic
     return model
 
 
+def keep_in_trainer_config(task, pretrained_model_args) -> None:
+    """Writes the pre-trained config into the trainer's own model config, which checkpoints save,
+    so that a fine-tuned checkpoint loads without its pre-trained one. fairseq builds a model
+    from a merged copy of its config, and fairseq's ``sentence_prediction`` task (unlike this
+    package's image task, ``keep_resolved_config``) does not write it back: the trainer's model
+    config is reached as the sibling of the task's config in the one config both belong to."""
+    root = task.cfg._get_parent() if hasattr(task, "cfg") and hasattr(task.cfg, "_get_parent") else None
+    model_cfg = root.get("model") if root is not None and hasattr(root, "get") else None
+    if model_cfg is not None and model_cfg.get("pretrained_model_args", "absent") is None:
+        with open_dict(model_cfg):
+            model_cfg.pretrained_model_args = pretrained_model_args
+
+
 def no_weight_decay_for_vectors(module: nn.Module) -> None:
     """Biases and norms: weight decay 0 (fairseq's composite optimizer reads ``optim_overrides``)."""
     for name, p in module.named_parameters():
@@ -222,6 +235,7 @@ class Data2VecTextClassificationModel(BaseFairseqModel):
             raise ValueError("data2vec_text_classification needs a task with the pre-training dictionary "
                              "(sentence_prediction with d2v2_multi: true)")
         model = pretrained_multi(cfg, Modality.TEXT, task)
+        keep_in_trainer_config(task, cfg.pretrained_model_args)
         return cls(cfg, model)
 
     def register_classification_head(self, name: str, num_classes: int = None, inner_dim: int = None, **kwargs):
