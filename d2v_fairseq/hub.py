@@ -35,6 +35,10 @@ from .modules.metrics import char_error_rate, word_error_rate
 
 logger = logging.getLogger(__name__)
 
+# tasks of fairseq's examples/data2vec that released checkpoints name, and this package's equivalent
+TASK_EQUIVALENTS = {"mae_image_classification": "d2v_image_classification"}
+
+
 def read_checkpoint(path: str, arg_overrides: Optional[Dict] = None) -> Dict:
     """A checkpoint's saved state (on CPU); ``InputError`` naming the file when it is missing or
     is not a fairseq checkpoint."""
@@ -64,6 +68,13 @@ def load_checkpoint(
     ``--task``): e.g. ``d2v_audio_ctc`` for a checkpoint fine-tuned with ``audio_finetuning``.
     """
     state = read_checkpoint(path, arg_overrides)
+    saved_task = state["cfg"].task.get("_name") if state["cfg"].get("task") is not None else None
+    if task is None and saved_task in TASK_EQUIVALENTS and saved_task not in TASK_DATACLASS_REGISTRY:
+        task = TASK_EQUIVALENTS[saved_task]
+        logger.info(f"{path}: task {saved_task} (fairseq's examples/data2vec, not registered here) read as {task}")
+        if task == "d2v_image_classification" and state["cfg"].task.get("num_classes") is None:
+            with open_dict(state["cfg"].task):
+                state["cfg"].task.num_classes = state["cfg"].model.get("num_classes", 0)
     if task is not None:
         with open_dict(state["cfg"].task):
             state["cfg"].task._name = task

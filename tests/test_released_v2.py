@@ -134,3 +134,36 @@ def test_d2v_features_on_a_released_image_checkpoint(released, tmp_path):
     assert summary["items"] == 3
     item = (tmp_path / "out" / "index.tsv").read_text().splitlines()[1].split("\t")[0]
     assert np.load(tmp_path / "out" / f"{item}.npy").shape == (3, 1 + 16, 64)
+
+
+def test_a_released_format_fine_tuned_image_model_loads(released, tmp_path):
+    """mae_image_classification as the reference saves it: its task (fairseq's examples/data2vec
+    mae_image_classification, not registered here) is read as d2v_image_classification."""
+    from omegaconf import OmegaConf
+
+    from d2v_fairseq.hub import load_checkpoint
+    from d2v_fairseq.models.multi_finetuning import MaeImageClassificationConfig, MaeImageClassificationModel
+
+    pretrained, _ = released[0]["IMAGE"]
+    root = ref.tiny_root(ref.reference().Data2VecMultiConfig, "IMAGE")
+    root.model = OmegaConf.merge(OmegaConf.structured(MaeImageClassificationConfig),
+                                 {"model_path": pretrained, "num_classes": 5, "data": FOREIGN})
+    torch.manual_seed(0)
+    model = MaeImageClassificationModel.build_model(root.model).eval()
+    root.model._name = "mae_image_classification"
+    root.model.pretrained_model_args = model.cfg.pretrained_model_args
+    root.task = OmegaConf.create({"_name": "mae_image_classification", "data": FOREIGN, "input_size": 32,
+                                  "local_cache_path": None, "key": "imgs", "rebuild_batches": True})
+    path = str(tmp_path / "finetuned.pt")
+    torch.save({"cfg": OmegaConf.to_container(root, resolve=True, enum_to_str=True), "model": model.state_dict(),
+                "optimizer_history": [{"criterion_name": "ModelCriterion", "optimizer_name": "FairseqAdam",
+                                       "lr_scheduler_state": {}, "num_updates": 0}], "extra_state": {}}, path)
+    os.rename(pretrained, pretrained + ".moved")  # the fine-tuned file carries the pre-trained config
+    try:
+        loaded, cfg, task = load_checkpoint(path)
+    finally:
+        os.rename(pretrained + ".moved", pretrained)
+    assert type(loaded).__name__ == "MaeImageClassificationModel" and type(task).__name__ == "ImageClassificationTask"
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(images), model(images), atol=1e-5)

@@ -182,3 +182,13 @@ def test_sincos_positions_equal_mae_s():
     mae = sys.modules["examples.data2vec.models.mae"]
     expected = torch.from_numpy(mae.get_2d_sincos_pos_embed(64, 4, cls_token=False)).float()
     assert torch.allclose(sincos_positions_2d(64, 4), expected, atol=1e-6)
+
+
+def test_a_collapsed_run_stops_after_5000_updates_naming_the_limit():
+    model = build_ours("IMAGE", min_target_var=10.0)  # no target std reaches 10
+    model.train()
+    source, _ = ref.tiny_inputs("IMAGE")
+    model(source)  # early updates: no check
+    model.num_updates = 5001
+    with pytest.raises(RuntimeError, match="target_var=.* < model.min_target_var=10.0 at update 5001"):
+        model(source)
