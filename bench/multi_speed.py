@@ -9,7 +9,8 @@ Both run fairseq-hydra-train on one CPU process with the released YAML of the mo
 release's heads and decoders narrowed) and this machine (fp32, CPU, one process); the data
 are the package's demo data (speech corpus, digits, WordNet glosses; built if missing).
 The reference runs through a temporary user-dir that imports it with the import workarounds
-of ``tests/helpers/reference_v2.py``. Prints updates/s, samples/s and peak RSS per run, the
+of ``tests/helpers/reference_v2.py`` (and, for images, this package's ``mae_image_pretraining``
+task: the reference's needs torchvision). Prints updates/s, samples/s and peak RSS per run, the
 median of each, ours / reference, and the last logged loss of each (the two draw different
 masks, so losses agree only roughly).
 """
@@ -42,10 +43,13 @@ RECIPES = {
         "dataset.batch_size=16", "task.tokens_per_sample=128", "+model.modalities.text.max_source_positions=128",
         "model.embed_dim=128", "model.modalities.text.decoder.decoder_dim=128"]),
 }
+# the reference first (fairseq's registry keeps the first class under a name), then this
+# package's image task: the reference's own needs torchvision; both read the same images
 REFERENCE_INIT = f"""import sys
 sys.path.insert(0, {REPO!r})
 from tests.helpers.reference_v2 import reference
 reference()
+import d2v_fairseq.tasks.images  # noqa: F401
 """
 
 
@@ -103,7 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved (ours, reference) pairs per modality")
     parser.add_argument("--work", default=None, help="where data and runs go (default: a temporary folder)")
     args = parser.parse_args()
-    work = args.work or tempfile.mkdtemp(prefix="d2v-multi-speed-")
+    work = os.path.abspath(args.work or tempfile.mkdtemp(prefix="d2v-multi-speed-"))
     os.makedirs(work, exist_ok=True)
     for modality in (["audio", "image", "text"] if args.modality == "all" else [args.modality]):
         data = data_for(modality, work)
