@@ -177,3 +177,13 @@ class Data2Vec2AudioModel(Data2VecMultiModel):
         if is_round2_layout(state_dict):
             state_dict = multi_state(state_dict, self.cfg.ema_encoder_only)
         return super().load_state_dict(state_dict, strict=strict)
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Inside another model (a round-2 CTC checkpoint: ``w2v_encoder.w2v_model.*``), fairseq
+        calls this with the whole state dict before loading it: the keys under ``name`` convert."""
+        prefix = f"{name}." if name else ""
+        mine = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
+        if prefix and is_round2_layout(mine):
+            converted = multi_state({k: state_dict.pop(full) for k, full in mine.items()}, self.cfg.ema_encoder_only)
+            state_dict.update({prefix + k: v for k, v in converted.items()})
+        return super().upgrade_state_dict_named(state_dict, name)

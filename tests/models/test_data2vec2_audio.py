@@ -61,3 +61,17 @@ def test_a_converted_model_pretrains_on():
     loss = sum(v.sum() for v in out["losses"].values())
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_round2_weights_inside_a_ctc_model_convert_when_fairseq_upgrades_them():
+    old = trained_round2(round2_config())
+    prefix = "w2v_encoder.w2v_model."
+    outer = {prefix + k: v for k, v in old.state_dict().items() if k != "_ema"}
+    outer["w2v_encoder.proj.weight"] = torch.zeros(3, 32)
+    new = Data2Vec2AudioModel.build_model(round2_config())
+    new.remove_pretraining_modules()
+    new.upgrade_state_dict_named(outer, "w2v_encoder.w2v_model")
+    assert outer["w2v_encoder.proj.weight"].shape == (3, 32)
+    inner = {k[len(prefix):]: v for k, v in outer.items() if k.startswith(prefix)}
+    assert "blocks.0.attn.qkv.weight" in inner and not any(k.startswith("encoder.") for k in inner)
+    new.load_state_dict(inner, strict=True)
