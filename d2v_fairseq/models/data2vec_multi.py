@@ -252,8 +252,9 @@ class Data2VecMultiModel(BaseFairseqModel):
             name = encoder.modality.name
             teacher_encoder = teacher.modality_encoders[name]
             if encoder.modality_cfg.ema_local_encoder:
-                inputs = teacher_encoder(target if target is not None else source, padding_mask, mask=False,
-                                         remove_masked=False)
+                raw = target if target is not None else source
+                raw = raw.float() if raw.is_floating_point() else raw  # the teacher is fp32 (fp16/bf16 runs)
+                inputs = teacher_encoder(raw, padding_mask, mask=False, remove_masked=False)
             else:
                 inputs = teacher_encoder.contextualized_features(local_features.float(), padding_mask, mask=False,
                                                                  remove_masked=False)
