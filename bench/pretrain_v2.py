@@ -39,12 +39,21 @@ CONFIGS = {"v1": "tiny_cpu", "2.0": "v2_tiny_cpu"}
 SAMPLE_RATE = 16000
 
 
-def audio_seconds(log: str) -> float:
-    """Seconds of audio the run's train_inner lines account for (wpb x updates of each interval)."""
+def audio_seconds(log: str, method: str = "v1") -> float:
+    """Seconds of audio the run's train_inner lines account for (per interval: samples per batch
+    x updates). v1 logs samples as wpb; 2.0 (fairseq's ``model`` criterion) logs its masked
+    frames over all copies, so samples = wpb / masked_pct / clone_batch x 320 (the front end's stride)."""
     total, last = 0.0, 0
-    for wpb, updates in re.findall(r"wpb=([\d.]+),.*?num_updates=(\d+)", log):
-        total += float(wpb) * (int(updates) - last)
-        last = int(updates)
+    for line in re.findall(r"train_inner.*", log):
+        wpb, updates = re.search(r"wpb=([\d.]+)", line), re.search(r"num_updates=(\d+)", line)
+        if not (wpb and updates):
+            continue
+        samples = float(wpb.group(1))
+        if method == "2.0":
+            masked = float(re.search(r"masked_pct=([\d.]+)", line).group(1))
+            samples = samples / masked / clone_batch() * 320
+        total += samples * (int(updates.group(1)) - last)
+        last = int(updates.group(1))
     return total / SAMPLE_RATE
 
 
@@ -64,7 +73,7 @@ def throughput(method: str, corpus: str, updates: int, overrides: Sequence[str] 
                 f"optimization.max_update={updates}", "dataset.disable_validation=true", "checkpoint.no_save=true",
                 "common.log_interval=5", *overrides]
         result = train_once(method, args, tmp, updates, keep_log=True)
-    result["audio_s_per_s"] = audio_seconds(result.pop("log")) / result["train_s"]
+    result["audio_s_per_s"] = audio_seconds(result.pop("log"), method) / result["train_s"]
     return result
 
 
