@@ -67,10 +67,10 @@ demo-real-speech: $(STAMP) fillets-data
 
 # the whole suite (end-to-end tests included); test-quick leaves out the ones marked slow
 test: $(STAMP) debian-data
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q -n auto --dist loadfile tests
 
 test-quick: $(STAMP) debian-data
-	$(VPY) -m pytest -q -m "not slow" tests
+	$(VPY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 bench: $(STAMP) debian-data
 	$(VPY) bench/pretrain_speed.py
