@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 
-from _measure import train_once  # bench/ is the script's directory
+from _measure import train_once, wordnet_text_data  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASED = os.path.join(os.path.dirname(__import__("fairseq").__file__), "examples", "data2vec", "config", "v2")
@@ -66,20 +66,7 @@ def data_for(modality: str, work: str) -> list:
         from d2v_fairseq.demos.vision import build_data
 
         return [f"task.data={build_data(os.path.join(work, 'digits'))}", "dataset.train_subset=pretrain"]
-    from d2v_fairseq.data.text import prepare
-    from d2v_fairseq.demos.wordnet import read_glosses
-
-    path = os.path.join(work, "text")
-    if not os.path.isfile(os.path.join(path, "bin", "dict.txt")):
-        os.makedirs(path, exist_ok=True)
-        glosses = [g for _, g, _ in read_glosses()]
-        with open(os.path.join(path, "train.txt"), "w") as f:
-            f.write("\n".join(glosses[:20000]) + "\n")
-        with open(os.path.join(path, "valid.txt"), "w") as f:
-            f.write("\n".join(glosses[-500:]) + "\n")
-        prepare(os.path.join(path, "train.txt"), os.path.join(path, "valid.txt"), os.path.join(path, "bin"),
-                vocab_size=2000)
-    return [f"task.data={os.path.join(path, 'bin')}"]
+    return [f"task.data={wordnet_text_data(os.path.join(work, 'text', 'bin'), vocab_size=2000)}"]
 
 
 def run(kind: str, modality: str, updates: int, work: str, data: list) -> dict:

@@ -15,7 +15,7 @@ import argparse
 import os
 import tempfile
 
-from _measure import print_table, train_once  # bench/ is the script's directory
+from _measure import print_table, train_once, wordnet_text_data  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
@@ -27,18 +27,7 @@ import_reference()  # registers the reference's data2vec_text
 
 
 def build_data(data: str) -> None:
-    if os.path.isfile(os.path.join(data, "train.bin")):
-        return
-    from d2v_fairseq.data.text import prepare
-    from d2v_fairseq.demos.wordnet import read_glosses
-
-    os.makedirs(data, exist_ok=True)
-    glosses = [g for _, g, _ in read_glosses()]
-    with open(os.path.join(data, "raw.train.txt"), "w") as f:
-        f.write("\n".join(glosses[:20000]) + "\n")
-    with open(os.path.join(data, "raw.valid.txt"), "w") as f:
-        f.write("\n".join(glosses[-500:]) + "\n")
-    prepare(os.path.join(data, "raw.train.txt"), os.path.join(data, "raw.valid.txt"), data, vocab_size=4000)
+    wordnet_text_data(data, vocab_size=4000)
 
 
 def run(kind: str, data: str, updates: int, workdir: str) -> dict:
