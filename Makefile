@@ -7,11 +7,28 @@ D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: venv ablations demo demo-text demo-vision demo-v2 demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
+.PHONY: wordnet sounds lint venv ablations demo demo-text demo-vision demo-v2 demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
 
-# Debian packages the demos and tests read: espeak-ng (speech), wordnet-base (English text),
-# sound-theme-freedesktop (recorded sound events)
-DEBIAN_PACKAGES := espeak-ng wordnet-base sound-theme-freedesktop
+# Debian packages the demos and tests read, each as FILE=PACKAGE: the file a test or demo opens,
+# then the package that installs it (espeak-ng synthesizes speech, wordnet-base holds English
+# glosses, sound-theme-freedesktop real recorded sounds, fillets-ng-data{,-nl} real Dutch speech)
+ESPEAK := /usr/bin/espeak-ng=espeak-ng
+WORDNET := /usr/share/wordnet/data.noun=wordnet-base
+SOUNDS := /usr/share/sounds/freedesktop/stereo=sound-theme-freedesktop
+FILLETS_NL := /usr/share/games/fillets-ng/script/airplane/dialogs_nl.lua=fillets-ng-data \
+	/usr/share/games/fillets-ng/sound/airplane/nl=fillets-ng-data-nl
+TEST_SYSTEM_FILES := $(ESPEAK) $(WORDNET) $(SOUNDS) $(FILLETS_NL)
+
+# install the packages of $(1) whose file is missing, all in one apt-get; one line if we cannot
+define install_missing
+@missing=""; for pair in $(1); do test -e "$${pair%%=*}" || missing="$$missing $${pair##*=}"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing$$missing with apt-get"; \
+  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
+  || { echo "could not install$$missing; install them by hand: apt-get install$$missing"; exit 1; }; \
+fi
+endef
 
 venv: $(STAMP)
 
@@ -24,40 +41,37 @@ $(STAMP): requirements.txt setup.py
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[hf,dev]'
 	@touch $(STAMP)
 
-# install the Debian packages the demos and tests read, if we can
 debian-data:
-	@{ command -v espeak-ng >/dev/null && test -f /usr/share/wordnet/data.noun && test -d /usr/share/sounds/freedesktop/stereo; } || { \
-	  echo "installing $(DEBIAN_PACKAGES) with apt-get"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null \
-	  || { echo "could not install them; install by hand: apt-get install $(DEBIAN_PACKAGES)"; exit 1; }; }
+	$(call install_missing,$(TEST_SYSTEM_FILES))
 
-espeak: debian-data
+espeak:
+	$(call install_missing,$(ESPEAK))
+
+wordnet:
+	$(call install_missing,$(WORDNET))
+
+sounds:
+	$(call install_missing,$(SOUNDS))
 
 # real recorded Dutch speech with transcripts (Debian's Fish Fillets NG data), about 100 MB
-FILLETS_PACKAGES := fillets-ng-data fillets-ng-data-nl
 fillets-data:
-	@{ test -d /usr/share/games/fillets-ng/sound && test -d /usr/share/games/fillets-ng/script; } || { \
-	  echo "installing $(FILLETS_PACKAGES) with apt-get"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FILLETS_PACKAGES) >/dev/null \
-	  || { echo "could not install them; install by hand: apt-get install $(FILLETS_PACKAGES)"; exit 1; }; }
+	$(call install_missing,$(FILLETS_NL))
 
 demo: $(STAMP) espeak
 	$(D2V) demo speech --work $(WORK)
 
-demo-text: $(STAMP) debian-data
+demo-text: $(STAMP) wordnet
 	$(D2V) demo text --work work/demo-text
 
 demo-vision: $(STAMP)
 	$(D2V) demo vision --work work/demo-vision
 
 # data2vec 2.0 against v1 on the vision and text demos: scores and pre-training seconds
-demo-v2: $(STAMP) debian-data
+demo-v2: $(STAMP) wordnet
 	$(D2V) demo vision --method data2vec2 --work work/demo-v2-vision
 	$(D2V) demo text --method data2vec2 --work work/demo-v2-text
 
-demo-audio-events: $(STAMP) debian-data
+demo-audio-events: $(STAMP) sounds
 	$(D2V) demo audio-events --work work/demo-audio-events
 
 # your own corpus in one command, shown on real speech: whole levels held out for valid and test
@@ -87,7 +101,7 @@ clean-demo:
 # the paper's ablations (top-k, target point, teacher context) on the demo data, each study's
 # table in work/ablations/MODALITY/results.json and its plot beside it; resumes where it stopped
 ABLATE_SEEDS ?= 2
-ablations: $(STAMP) espeak
+ablations: $(STAMP) espeak wordnet
 	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/vision
 	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/speech
 	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/text

@@ -13,9 +13,9 @@ from d2v_fairseq.demos.sound_events import SOUND_DIR, build_corpus
 
 from .conftest import REPO, VENV_BIN, run_cli
 
-pytestmark = pytest.mark.slow  # end to end: training runs
-
-pytestmark = pytest.mark.skipif(not os.path.isdir(SOUND_DIR), reason="needs Debian's sound-theme-freedesktop")
+pytestmark = [pytest.mark.slow,  # end to end: training runs
+              pytest.mark.skipif(not os.path.isdir(SOUND_DIR), reason="needs Debian's sound-theme-freedesktop "
+                                "(apt-get install sound-theme-freedesktop; `make test` does it)")]
 
 
 @pytest.fixture(scope="module")
