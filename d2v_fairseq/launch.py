@@ -12,8 +12,11 @@
   ``update_freq`` / processes here (rounded up), said in one line before training
   (``exact_world_size`` keeps fairseq's behaviour: it stops).
 * **Precision.** ``common.fp16`` without CUDA is one line naming the alternatives.
+* **Checkpoints and faults** (:mod:`.checkpoints`): whole checkpoints (atomic writes, extra names
+  as links), resume past an unreadable ``checkpoint_last.pt``, a finished run stays finished,
+  one run per save_dir, a full disk or a NaN loss as one line.
 
-Without any of these, the command is exactly fairseq-hydra-train.
+Otherwise the command is exactly fairseq-hydra-train.
 """
 
 import math
@@ -118,6 +121,16 @@ def resolved_recipe(argv: List[str]) -> dict:
     return OmegaConf.to_container(cfg, resolve=False)
 
 
+def config_file_sections(argv: List[str]) -> dict:
+    """The config file named in ``argv`` as it is written (no overrides); {} when none."""
+    from omegaconf import OmegaConf
+
+    path = hydra_config_path(argv)
+    if path is None or not os.path.isfile(path):
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
 def config_get(cfg: dict, dotted: str, default=None):
     """``cfg["a"]["b"]`` of a plain config dict for ``"a.b"``; ``default`` when absent."""
     for part in dotted.split("."):
@@ -179,6 +192,23 @@ def fit_world_size(cfg: dict, available: int) -> Tuple[List[str], Optional[str]]
     return overrides, line
 
 
+def addable_overrides(argv: List[str], cfg: dict) -> List[str]:
+    """``argv`` with a ``+`` before each ``GROUP.KEY=VALUE`` whose GROUP is a registry choice of the
+    recipe (a section with ``_name``: task, model, criterion, ...) that does not spell KEY out:
+    hydra refuses to set a key its YAML lacks, while fairseq's dataclass for that choice declares
+    it (and rejects a misspelled one itself)."""
+    out = []
+    for arg in argv:
+        key, eq, _ = arg.partition("=")
+        group, dot, rest = key.partition(".")
+        section = cfg.get(group) if isinstance(cfg, dict) else None
+        if (eq and dot and not arg.startswith(("+", "~", "-")) and "." not in rest
+                and isinstance(section, dict) and "_name" in section and rest not in section):
+            arg = "+" + arg
+        out.append(arg)
+    return out
+
+
 def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False) -> None:
     """``d2v train ARGS``: fairseq-hydra-train with ``argv`` (default: ``sys.argv[1:]``), the
     package as ``common.user_dir`` unless given, the torchrun/SLURM overrides above, the
@@ -186,6 +216,7 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
     ``exact_world_size``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = resolved_recipe(argv)
+    argv = addable_overrides(argv, config_file_sections(argv))
     check_precision(cfg)
     extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides() + slurm_overrides()
     if not exact_world_size and cfg:
@@ -200,4 +231,7 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
 
+    from .checkpoints import install
+
+    install()  # whole checkpoints, resume past a bad file, a finished run stays finished
     cli_main()

@@ -119,3 +119,12 @@ def test_bf16_pretraining_on_cpu_has_a_finite_falling_loss(demo_corpus, tmp_path
     losses = [float(x) for x in re.findall(r"train_inner.*? loss=([-\d.e+]+|nan|inf)", proc.stdout + proc.stderr)]
     assert len(losses) >= 10 and all(l == l and abs(l) < 1e4 for l in losses)
     assert min(losses[-3:]) < losses[0]
+
+
+def test_keys_a_recipe_does_not_spell_out_are_added_for_registry_choices():
+    from d2v_fairseq.launch import addable_overrides
+
+    cfg = {"task": {"_name": "d2v_audio_pretraining", "data": "???"}, "common": {"seed": 1}}
+    assert addable_overrides(["task.skip_bad=true", "task.data=/d", "common.cpu=true", "+task.x=1",
+                              "--config-name", "tiny"], cfg) == [
+        "+task.skip_bad=true", "task.data=/d", "common.cpu=true", "+task.x=1", "--config-name", "tiny"]

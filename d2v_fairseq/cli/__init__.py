@@ -51,14 +51,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run(call, debug: bool) -> int:
     """Calls ``call()``; a user's error becomes one line and exit status 2."""
-    from ..modules.errors import InputError
+    from ..modules.errors import InputError, first_lines
 
     try:
         result = call()
     except (InputError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
         if debug:
             raise
-        return fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return fail(first_lines(error))
     except KeyboardInterrupt:
         return fail("interrupted")
     return result if isinstance(result, int) else 0

@@ -100,6 +100,15 @@ def register(sub) -> None:
         p.add_argument("out_table", help="the corpus table to write (.tsv: path, text, level, voice, english)")
         p.set_defaults(func=_fillets, language=language)
 
+    p = kinds.add_parser("verify", help="check every recording of speech manifests: header and whole decode",
+                         description="Reads every header of each manifest (rate, channels, length against the "
+                         "manifest) and decodes every recording whole; names every bad line of every manifest "
+                         "at once (exit status 2).")
+    p.add_argument("manifests", nargs="+", help="wav2vec manifests (SPLIT.tsv)")
+    p.add_argument("--sample-rate", type=int, default=16000, help="the rate the manifests must have (default 16000)")
+    p.add_argument("--workers", type=int, default=8, help="threads reading and decoding (default 8)")
+    p.set_defaults(func=_verify)
+
     p = kinds.add_parser("demo-speech", help="synthesize the demo spoken corpus (espeak-ng)")
     p.add_argument("out_dir", help="where wav/, the manifests, labels, dict.ltr.txt and lm.txt go")
     p.add_argument("--train", type=int, default=320, help="training utterances")
@@ -121,6 +130,21 @@ def _speech(args: argparse.Namespace) -> None:
         from ..demos.own_speech import plan_corpus
 
         plan_corpus(result.out_dir, args.recipe, args.recipe, max_seconds=args.max_seconds)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from ..data.manifest import ManifestError, verify_manifest
+    from ..modules.errors import InputErrors
+
+    failed = []
+    for manifest in args.manifests:
+        try:
+            print(f"{manifest}: {verify_manifest(manifest, args.sample_rate, args.workers)} recordings decode")
+        except ManifestError as error:
+            failed.extend(getattr(error, "problems", [str(error)]))
+    if failed:
+        raise InputErrors(f"{len(args.manifests)} manifest(s): {len(failed)} lines", failed,
+                          "task.skip_bad=true leaves those with a bad header out of training")
 
 
 def _librispeech(args: argparse.Namespace) -> None:

@@ -47,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from ..modules.errors import InputError
+from ..modules.errors import InputError, InputErrors
 from ..modules.seeding import seeded_rng
 from .manifest import SAMPLE_RATE, letters
 
@@ -61,6 +61,10 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", "
 
 class CorpusError(InputError):
     """A bad corpus row or file; the message names the file and line."""
+
+
+class CorpusErrors(InputErrors, CorpusError):
+    """Every bad row of a corpus, reported together."""
 
 
 @dataclass
@@ -320,6 +324,12 @@ def assign_splits(utterances: List[Utterance], valid_share: float, test_share: f
         u.split = split_of.get(u.group if u.group is not None else u.source, "train")
 
 
+def row_order(where: str) -> Tuple[str, int]:
+    """A sort key of "file:line" (a ``where`` without a line number sorts first in its file)."""
+    path, _, line = where.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (where, 0)
+
+
 def import_corpus(
     source: str,
     out_dir: str,
@@ -342,9 +352,10 @@ def import_corpus(
     utterances, bad = read_corpus(source, path_column, text_column)
     left_out: Dict[str, List[str]] = defaultdict(list)
 
+    problems: List[Tuple[str, str]] = []  # (where, why) of every bad row, reported together unless skip_bad
+
     def reject(where: str, reason: str, detail: str) -> None:
-        if not skip_bad:
-            raise CorpusError(f"{where}: {reason}: {detail} (--skip-bad leaves such rows out and counts them)")
+        problems.append((where, f"{where}: {reason}: {detail}"))
         left_out[reason].append(f"{where}: {detail}")
 
     for where, reason, detail in bad:
@@ -431,6 +442,12 @@ def import_corpus(
                    "training transcripts")
             continue
         splits[u.split].append(u)
+    if problems and not skip_bad:
+        problems.sort(key=lambda p: row_order(p[0]))
+        if len(problems) == 1:
+            raise CorpusError(f"{problems[0][1]} (--skip-bad leaves such rows out and counts them)")
+        raise CorpusErrors(f"{source}: {len(problems)} of {len(utterances) + len(bad)} rows", [p for _, p in problems],
+                           "--skip-bad leaves them out, counts them and lists them in left_out.tsv")
     if labeled and not splits["train"]:
         raise CorpusError("no training utterances left", path=source)
     result = ImportResult(out_dir, splits if labeled else {}, unlabeled, dict(left_out),
@@ -495,7 +512,8 @@ def _run_conversions(jobs: Sequence[tuple], workers: int, progress: bool) -> Lis
 
 
 def write_outputs(result: ImportResult, lm_order: int = 3) -> None:
-    """The manifests, labels, letter dictionary, LM, lexicon and ``corpus.json`` of ``result``."""
+    """The manifests, labels, letter dictionary, LM, lexicon, ``corpus.json`` and the rows left
+    out (``left_out.tsv``: reason, file:line and why) of ``result``."""
     from ..decoding.lm import KneserNeyLM, write_lexicon
 
     out, audio_root = result.out_dir, os.path.join(result.out_dir, "audio")
@@ -519,6 +537,9 @@ def write_outputs(result: ImportResult, lm_order: int = 3) -> None:
             write_lexicon((w for s in sentences for w in s), os.path.join(out, "lm", "lexicon.txt"))
     with open(os.path.join(out, "corpus.json"), "w", encoding="utf-8") as f:
         json.dump(result.summary(), f, indent=1, ensure_ascii=False)
+    with open(os.path.join(out, "left_out.tsv"), "w", encoding="utf-8") as f:
+        f.write("reason\trow\n")
+        f.writelines(f"{reason}\t{row}\n" for reason, rows in result.left_out.items() for row in rows)
 
 
 def write_manifest(out_dir: str, split: str, audio_root: str, items: Sequence[Utterance], labels: bool) -> None:

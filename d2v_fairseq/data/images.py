@@ -7,8 +7,10 @@ width, height``), plus ``classes.txt`` (one class per line, its index is the lab
     d2v prepare images ROOT OUT_DIR [--splits train val] [--verify]
 
 Decoding is Pillow's; grayscale, palette, CMYK and alpha images are converted to RGB. Every
-file in a class folder must be an image (a stray file is an error naming it, never skipped);
-a corrupt or truncated image is an error naming the file and its manifest line. Images
+file in a class folder must be an image (a stray file is an error naming it, never skipped;
+every such file of a split is named at once); an image whose header reads but whose body does
+not decode when a batch reads it is left out of that batch with a WARNING naming it and its
+manifest line. Images
 smaller than the crop are upscaled: the random resized crop (training) and the resize before
 the centre crop (evaluation) resample every image to ``image_size``.
 
@@ -18,6 +20,7 @@ batch's tensor in plain torch; mixup/cutmix with label smoothing for fine-tuning
 come from (seed, epoch, sample ids), so runs repeat and resume exactly.
 """
 
+import logging
 import math
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -26,9 +29,11 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
-from ..modules.errors import InputError
+from ..modules.errors import InputError, InputErrors
 from ..modules.seeding import seeded_rng
 from .classes import read_classes  # noqa: F401  (the evaluation and the tasks read it from here)
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,6 +41,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class ImageDataError(InputError):
     """A bad image folder, manifest or image file; the message names the file (and line)."""
+
+
+class ImageDataErrors(InputErrors, ImageDataError):
+    """Every bad image or manifest line of a split, reported together."""
+
+
+UNDECODABLE: List[str] = []  # images whose body failed to decode in a batch of this process
 
 
 class ImageEntry(NamedTuple):
@@ -95,15 +107,25 @@ def scan_split(split_dir: str, classes: Optional[List[str]] = None, verify: bool
         raise ImageDataError(f"{split_dir}: class folders not in the training classes: {unknown[:5]}")
     index = {c: i for i, c in enumerate(classes)}
     entries: List[ImageEntry] = []
+    problems: List[str] = []
     for name in found:
         folder = os.path.join(split_dir, name)
         files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
         if not files:
-            raise ImageDataError(f"{folder}: empty class folder")
+            problems.append(f"{folder}: empty class folder")
         for file in files:
             path = os.path.join(folder, file)
-            width, height = open_rgb(path).size if verify else image_size(path)
+            try:
+                width, height = open_rgb(path).size if verify else image_size(path)
+            except ImageDataError as error:
+                problems.append(str(error))
+                continue
             entries.append(ImageEntry(os.path.join(name, file), index[name], width, height))
+    if len(problems) == 1:
+        raise ImageDataError(problems[0])
+    if problems:
+        raise ImageDataErrors(f"{split_dir}: {len(problems)} images or folders", problems,
+                              "remove or replace them; --verify decodes every image")
     return classes, entries
 
 
@@ -119,6 +141,7 @@ def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, Li
     """(root, entries) of a manifest; ImageDataError names the file and line of a bad entry."""
     if not os.path.isfile(path):
         raise ImageDataError(f"{path}: no such manifest (write it with d2v prepare images)")
+    problems: List[str] = []
     with open(path, encoding="utf-8") as f:
         root = f.readline().rstrip("\n")
         entries = []
@@ -129,10 +152,16 @@ def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, Li
                     raise ValueError(f"expected 4 tab-separated fields (path, label, width, height), got {len(fields)}")
                 entry = ImageEntry(fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
             except ValueError as error:
-                raise ImageDataError(f"{path}:{line_no}: {error}") from None
+                problems.append(f"{path}:{line_no}: {error}")
+                continue
             if num_classes is not None and not 0 <= entry.label < num_classes:
-                raise ImageDataError(f"{path}:{line_no}: label {entry.label} outside [0, {num_classes})")
+                problems.append(f"{path}:{line_no}: label {entry.label} outside [0, {num_classes})")
+                continue
             entries.append(entry)
+    if len(problems) == 1:
+        raise ImageDataError(problems[0])
+    if problems:
+        raise ImageDataErrors(f"{path}: {len(problems)} lines", problems)
     if not entries:
         raise ImageDataError(f"{path}: no images")
     return root, entries
@@ -305,7 +334,12 @@ class ImageFolderDataset(FairseqDataset):
         from PIL import Image
 
         entry = self.entries[index]
-        image = open_rgb(os.path.join(self.root, entry.path), f" ({self.manifest}:{index + 2})")
+        try:
+            image = open_rgb(os.path.join(self.root, entry.path), f" ({self.manifest}:{index + 2})")
+        except ImageDataError as error:  # a body that does not decode: the batch goes on without it
+            logger.warning(f"left out of its batch: {error}")
+            UNDECODABLE.append(str(error))
+            return {"id": index, "image": None, "label": entry.label}
         if self.train:
             box = random_resized_crop_box(*image.size, self._rng(0, [index]), scale=self.crop_scale)
         else:
@@ -325,6 +359,7 @@ class ImageFolderDataset(FairseqDataset):
         return images
 
     def collater(self, samples: List[Dict]) -> Dict:
+        samples = [s for s in samples if s["image"] is not None]
         if not samples:
             return {}
         ids = [s["id"] for s in samples]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence
 
-from ..modules.errors import InputError
+from ..modules.errors import InputError, InputErrors
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +23,31 @@ class TextInputError(InputError):
     """Bad text input; the message names the file (and line)."""
 
 
+class TextInputErrors(InputErrors, TextInputError):
+    """Every bad line of a text file, reported together."""
+
+
+def raise_bad_lines(path: str, total: int, problems: List[str]) -> None:
+    """Raises the error for ``problems`` (lines of ``path``): one as one line, several together."""
+    if len(problems) == 1:
+        raise TextInputError(problems[0])
+    if problems:
+        raise TextInputErrors(f"{path}: {len(problems)} of {total} lines", problems)
+
+
 def read_lines(path: str) -> List[str]:
     """The lines of a UTF-8 text file (without newlines); errors name the file and line."""
     if not os.path.isfile(path):
         raise TextInputError(f"{path}: no such file")
     lines = []
+    problems = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
             except UnicodeDecodeError as e:
-                raise TextInputError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
+                problems.append(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})")
+    raise_bad_lines(path, len(lines) + len(problems), problems)
     if not any(line.strip() for line in lines):
         raise TextInputError(f"{path}: empty (no non-blank line)")
     return lines
@@ -60,10 +74,14 @@ def encode_file(sp_model: str, src: str, dst: str) -> int:
 
     sp = spm.SentencePieceProcessor(model_file=sp_model)
     lines = read_lines(src)
+    encoded = [sp.encode(line, out_type=str) if line.strip() else None for line in lines]
+    raise_bad_lines(src, len(lines), [f"{src}:{n}: encodes to no piece: {line!r}" for n, (line, pieces)
+                                      in enumerate(zip(lines, encoded, strict=True), start=1)
+                                      if pieces is not None and not pieces])
     with open(dst, "w", encoding="utf-8") as out:
-        for line in lines:
-            out.write(" ".join(sp.encode(line, out_type=str)) + "\n" if line.strip() else "\n")
-    return sum(1 for line in lines if line.strip())
+        for pieces in encoded:
+            out.write(" ".join(pieces) + "\n" if pieces is not None else "\n")
+    return sum(1 for pieces in encoded if pieces is not None)
 
 
 def binarize(destdir: str, trainpref: str, validpref: Optional[str] = None, srcdict: Optional[str] = None,

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Callable, Dict, List
 
+from ..checkpoints import updates_in
 from ..environment import config_root
 from ..modules.errors import InputError
 
@@ -53,14 +54,8 @@ def run(cmd: List[str], log_path: str, show=SHOW, what: str = "") -> str:
 
 
 def trained_updates(save_dir: str) -> int:
-    """Updates done by the run in ``save_dir`` (0 if none)."""
-    import torch
-
-    path = os.path.join(save_dir, "checkpoint_last.pt")
-    if not os.path.isfile(path):
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["optimizer_history"][-1]["num_updates"])
+    """Updates done by the run in ``save_dir`` (0 if none or unreadable)."""
+    return updates_in(os.path.join(save_dir, "checkpoint_last.pt"))
 
 
 def mean_scores(runs: List[Dict[str, float]]) -> Dict[str, float]:

@@ -5,7 +5,7 @@ raises a subclass of ``InputError``; the ``d2v`` command turns any of them into 
 stderr and exit status 2, without a traceback.
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
 
 class InputError(ValueError):
@@ -19,3 +19,28 @@ class InputError(ValueError):
         self.path, self.line, self.message = path, line, message
         where = "" if path is None else (f"{path}:{line}: " if line is not None else f"{path}: ")
         super().__init__(where + message)
+
+
+class InputErrors(InputError):
+    """Several bad inputs found in one pass, reported together: the first line (``summary``,
+    e.g. "train.tsv: 3 of 16 lines", then "cannot be used" and the ``hint``) says how many and
+    what to do, then up to ``shown`` of them follow, one a line (``file:line: reason``).
+
+    ``problems`` keeps every one of them (a caller may write them to a file)."""
+
+    def __init__(self, summary: str, problems: Sequence[str], hint: str = "", shown: int = 10):
+        self.problems = list(problems)
+        head = f"{summary} cannot be used" + (f" ({hint})" if hint else "")
+        lines = [head] + [f"  {p}" for p in self.problems[:shown]]
+        if len(self.problems) > shown:
+            lines.append(f"  ... and {len(self.problems) - shown} more")
+        super().__init__("\n".join(lines))
+
+
+def first_lines(error: BaseException) -> str:
+    """What the command line prints of an input error: every line of :class:`InputErrors`, the
+    first line of any other."""
+    text = str(error)
+    if isinstance(error, InputErrors):
+        return text
+    return text.splitlines()[0] if text else type(error).__name__

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from ..models.pretrained import complete_config
 from ..data.labels import check_labels, dictionary_symbols
-from ..data.manifest import read_manifest
+from ..data.manifest import check_split, report_at_exit
 from ..decoding.generator import CtcGenerator, build_decoder
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ class AudioCtcConfig(AudioFinetuningConfig):
     """fairseq's audio_finetuning config plus input checks and the CTC decoder's options."""
     check_audio_files: bool = field(
         default=True, metadata={"help": "read every audio file's header before training"}
+    )
+    skip_bad: bool = field(
+        default=False,
+        metadata={"help": "leave recordings with a bad header out (listed in SPLIT.bad.tsv) instead of stopping"},
     )
     decoder: DECODERS = field(  # type: ignore[valid-type]
         default="viterbi", metadata={"help": "CTC decoder used by fairseq-generate"}
@@ -67,12 +71,15 @@ class AudioCtcTask(AudioFinetuningTask):
             complete_config(task_cfg, AudioCtcConfig, "task config of the checkpoint")
         dict_path = os.path.join(task_cfg.data, f"dict.{task_cfg.labels}.txt")
         symbols = dictionary_symbols(dict_path)
-        for name in split.split(","):
-            manifest = os.path.join(task_cfg.data, f"{name.strip()}.tsv")
-            _, entries = read_manifest(manifest, check_files, task_cfg.sample_rate)
-            labels = os.path.join(task_cfg.data, f"{name.strip()}.{task_cfg.labels}")
-            check_labels(labels, manifest, len(entries), symbols)
-        return super().load_dataset(split, task_cfg, **kwargs)
+        manifest = os.path.join(task_cfg.data, f"{split}.tsv")
+        checked = check_split(manifest, check_files, task_cfg.sample_rate, getattr(task_cfg, "skip_bad", False))
+        labels = os.path.join(task_cfg.data, f"{split}.{task_cfg.labels}")
+        check_labels(labels, manifest, len(checked.names), symbols)
+        report_at_exit()
+        result = super().load_dataset(split, task_cfg, **kwargs)
+        with_labels = self.datasets[split]  # AddTargetDataset around the FileAudioDataset
+        with_labels.dataset = checked.lenient(with_labels.dataset)
+        return result
 
     def build_generator(self, models, args, **unused):
         """The CTC decoder named by ``--decoder``, wrapped for fairseq-generate."""

@@ -2,7 +2,10 @@
 
 fairseq's ``FileAudioDataset`` fails on a bad manifest line with a bare assertion, and on a
 missing or corrupt file only when a batch reaches it, hours into training. This task reads
-every manifest before training and names the manifest, line and file of the first problem.
+every manifest before training (headers in parallel, cached) and names the manifest, line and
+file of every problem at once; ``task.skip_bad=true`` leaves those recordings out instead. A
+recording whose body fails to decode when a batch reads it is left out of that batch with a
+WARNING, and listed again at the run's end.
 
 It also makes the random crops repeat: fairseq's ``RawAudioDataset`` crops the longer
 utterances of a batch at a start drawn from the global numpy RNG, so a resumed run (which
@@ -19,7 +22,7 @@ from fairseq.data.data_utils import numpy_seed
 from fairseq.tasks import register_task
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
-from ..data.manifest import read_manifest
+from ..data.manifest import check_split, report_at_exit
 from ..modules.seeding import seeded_int
 
 logger = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class CheckedAudioPretrainingConfig(AudioPretrainingConfig):
         default=True,
         metadata={"help": "read every audio file's header before training (rate, channels, length)"},
     )
+    skip_bad: bool = field(
+        default=False,
+        metadata={"help": "leave recordings with a bad header out (listed in SPLIT.bad.tsv) instead of stopping"},
+    )
 
 
 @register_task("d2v_audio_pretraining", dataclass=CheckedAudioPretrainingConfig)
@@ -62,14 +69,13 @@ class CheckedAudioPretrainingTask(AudioPretrainingTask):
     def load_dataset(self, split: str, task_cfg=None, **kwargs):
         """Checks the split's manifest(s), then loads them as audio_pretraining does."""
         task_cfg = task_cfg or self.cfg
+        checked = None
         if not getattr(task_cfg, "binarized_dataset", False):
-            for name in split.split(","):
-                manifest = os.path.join(task_cfg.data, f"{name.strip()}.tsv")
-                _, entries = read_manifest(
-                    manifest,
-                    check_files=getattr(task_cfg, "check_audio_files", self.cfg.check_audio_files),
-                    sample_rate=task_cfg.sample_rate,
-                )
-                logger.info(f"{manifest}: {len(entries)} utterances checked")
+            manifest = os.path.join(task_cfg.data, f"{split}.tsv")
+            checked = check_split(manifest, getattr(task_cfg, "check_audio_files", self.cfg.check_audio_files),
+                                  task_cfg.sample_rate, getattr(task_cfg, "skip_bad", self.cfg.skip_bad))
+            logger.info(f"{manifest}: {len(checked.names) - len(checked.left_out)} utterances checked")
+            report_at_exit()
         super().load_dataset(split, task_cfg, **kwargs)
-        self.datasets[split] = SeededCollater(self.datasets[split], task_cfg.seed)
+        dataset = self.datasets[split] if checked is None else checked.lenient(self.datasets[split])
+        self.datasets[split] = SeededCollater(dataset, task_cfg.seed)

@@ -230,3 +230,20 @@ def test_summary_gives_durations_per_split(table, tmp_path):
     seconds = result.summary()["splits"]["train"]["seconds"]
     assert seconds["min"] == seconds["median"] == seconds["max"] == 0.5
     assert "train durations: min 0.50 s, median 0.50 s, max 0.50 s" in format_summary(result.summary())
+
+
+def test_every_bad_row_is_named_in_one_error(bad_table, tmp_path):
+    with pytest.raises(CorpusError) as err:
+        import_corpus(bad_table, str(tmp_path / "out"), split_column="split", workers=1, progress=False)
+    message = str(err.value)
+    assert message.splitlines()[0].startswith(f"{bad_table}: 7 of 10 rows cannot be used")
+    for line in (5, 6, 7, 8, 9, 10, 11):
+        assert f"bad.tsv:{line}:" in message
+    assert not (tmp_path / "out" / "train.tsv").exists()  # nothing written
+
+
+def test_skip_bad_lists_what_it_left_out(bad_table, tmp_path):
+    import_corpus(bad_table, str(tmp_path / "out"), split_column="split", skip_bad=True, workers=1, progress=False)
+    rows = (tmp_path / "out" / "left_out.tsv").read_text().splitlines()
+    assert rows[0] == "reason\trow" and len(rows) == 8
+    assert any(r.startswith("unreadable audio\t") and "bad.tsv:6" in r for r in rows)

@@ -1,6 +1,7 @@
 """Image folders: manifests, decoding to RGB, bad input, augmentation that repeats, mixup/cutmix."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -53,11 +54,16 @@ def test_corrupt_truncated_and_non_image_files_are_named(tmp_path):
     png.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(ImageDataError, match=r"0\.png: corrupt or truncated image"):
         prepare(str(tmp_path / "img"), str(tmp_path / "m"), ("train",), verify=True)
-    # header-only manifests pass; the dataset names the file and the manifest line when it decodes
+    # header-only manifests pass; the dataset leaves the image out of its batch when it does not
+    # decode, naming the file and the manifest line
+    from d2v_fairseq.data.images import UNDECODABLE
+
     prepare(str(tmp_path / "img"), str(tmp_path / "m"), ("train",))
     dataset = ImageFolderDataset(str(tmp_path / "m" / "train.tsv"), 16, train=False)
-    with pytest.raises(ImageDataError, match=r"cat/0\.png \(.*train\.tsv:2\): corrupt or truncated"):
-        dataset[0]
+    assert dataset[0]["image"] is None
+    assert re.search(r"cat/0\.png \(.*train\.tsv:2\): corrupt or truncated", UNDECODABLE[-1])
+    batch = dataset.collater([dataset[i] for i in range(len(dataset))])
+    assert 0 not in batch["id"].tolist() and len(batch["id"]) == len(dataset) - 1
     (tmp_path / "img" / "train" / "dog" / "notes.txt").write_text("not a picture")
     with pytest.raises(ImageDataError, match=r"dog/notes\.txt: not an image"):
         prepare(str(tmp_path / "img"), str(tmp_path / "m"), ("train",))
@@ -121,3 +127,21 @@ def test_mixup_and_cutmix_mix_targets_with_the_images_weight():
                 torch.testing.assert_close(mixed[0], lam * images[0] + (1 - lam) * images[3])
             elif mixup == 0:  # cutmix: lam is the share of the image's own pixels
                 assert abs((mixed[0] == 0).float().mean().item() - lam) < 1e-6
+
+
+def test_every_bad_image_of_a_split_is_named_at_once(tmp_path):
+    from PIL import Image
+
+    from d2v_fairseq.data.images import ImageDataError, scan_split
+
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "train" / cls / "ok.png")
+    (tmp_path / "train" / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / "b" / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageDataError) as err:
+        scan_split(str(tmp_path / "train"))
+    text = str(err.value)
+    assert text.splitlines()[0].startswith(f"{tmp_path / 'train'}: 2 images or folders cannot be used")
+    assert "notes.txt" in text and "empty.png" in text
+

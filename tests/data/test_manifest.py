@@ -57,3 +57,91 @@ def test_writers_produce_fairseq_letter_format(tmp_path):
     write_letter_dict(str(tmp_path), ["HI THERE", "HI"])
     lines = (tmp_path / "dict.ltr.txt").read_text().splitlines()
     assert "| 3" in lines and "H 3" in lines and lines[-1] == "T 1"
+
+
+@pytest.fixture
+def broken_corpus(tmp_path):
+    """16 one-second recordings in a manifest, 3 of them broken: a text file named .wav (line 4),
+    a WAV cut in half (line 9), a FLAC whose body is garbage behind a good header (line 14)."""
+    d = tmp_path / "clips"
+    d.mkdir()
+    rng = np.random.RandomState(0)
+    names = []
+    for i in range(16):
+        name = f"{i}.flac" if i == 12 else f"{i}.wav"
+        sf.write(d / name, (rng.randn(16000) * 0.1).astype(np.float32), 16000)
+        names.append(name)
+    (d / "2.wav").write_text("not audio\n")
+    data = (d / "7.wav").read_bytes()
+    (d / "7.wav").write_bytes(data[: len(data) // 2])
+    flac = bytearray((d / "12.flac").read_bytes())
+    flac[300:] = bytes((i * 7919) % 256 for i in range(300, len(flac)))
+    (d / "12.flac").write_bytes(bytes(flac))
+    manifest = tmp_path / "train.tsv"
+    manifest.write_text(f"{d}\n" + "".join(f"{n}\t16000\n" for n in names))
+    return manifest
+
+
+def test_every_broken_header_is_named_at_once(broken_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("D2V_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ManifestError) as err:
+        read_manifest(str(broken_corpus))
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{broken_corpus}: 2 of 16 lines cannot be used (task.skip_bad=true")
+    assert f"{broken_corpus}:4: cannot read audio file" in lines[1]
+    assert f"{broken_corpus}:9: " in lines[2] and "7989 samples but the manifest says 16000" in lines[2]
+    assert len(lines) == 3  # the FLAC's header is fine: only decoding finds it
+
+
+def test_headers_are_cached_by_size_and_mtime(broken_corpus, tmp_path, monkeypatch):
+    from d2v_fairseq.data import manifest as manifest_module
+
+    monkeypatch.setenv("D2V_CACHE", str(tmp_path / "cache"))
+    (broken_corpus.parent / "clips" / "2.wav").unlink()
+    (broken_corpus.parent / "clips" / "7.wav").unlink()
+    lines = broken_corpus.read_text().splitlines()
+    broken_corpus.write_text("\n".join(l for l in lines if not l.startswith(("2.wav", "7.wav"))) + "\n")
+    _, first = read_manifest(str(broken_corpus))
+    monkeypatch.setattr(manifest_module.sf, "info", lambda path: (_ for _ in ()).throw(RuntimeError("opened")))
+    _, again = read_manifest(str(broken_corpus))  # no header opened: all from the cache
+    assert len(first) == len(again) == 14
+    sf.write(broken_corpus.parent / "clips" / "0.wav", np.zeros(8000, dtype=np.float32), 16000)  # changed file
+    with pytest.raises(ManifestError, match=":2: cannot read audio file .*opened"):
+        read_manifest(str(broken_corpus))
+
+
+def test_skip_bad_leaves_them_out_and_decoding_failures_skip_the_item(broken_corpus, tmp_path, monkeypatch):
+    from fairseq.data.audio.raw_audio_dataset import FileAudioDataset
+
+    from d2v_fairseq.data.manifest import UNDECODABLE, check_split
+
+    monkeypatch.setenv("D2V_CACHE", str(tmp_path / "cache"))
+    checked = check_split(str(broken_corpus), True, skip_bad=True, bad_list=str(tmp_path / "train.bad.tsv"))
+    assert checked.left_out == {2, 7}
+    assert len((tmp_path / "train.bad.tsv").read_text().splitlines()) == 2
+    dataset = checked.lenient(FileAudioDataset(str(broken_corpus), sample_rate=16000))
+    assert dataset[2]["source"] is None and dataset[7]["source"] is None and dataset[0]["source"].shape == (16000,)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # fairseq's reader retries with pauses
+    assert dataset[12]["source"] is None and "12.flac" in UNDECODABLE[-1]
+    batch = dataset.collater([dataset[i] for i in (0, 2, 12)])
+    assert batch["id"].tolist() == [0]
+
+
+def test_verify_decodes_everything(broken_corpus, tmp_path, monkeypatch):
+    from d2v_fairseq.data.manifest import verify_manifest
+
+    monkeypatch.setenv("D2V_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ManifestError) as err:
+        verify_manifest(str(broken_corpus))
+    text = str(err.value)
+    assert "3 of 16 lines" in text and ":14: " in text and "does not decode" in text
+
+
+def test_prepare_verify_names_every_bad_line_and_exits_2(broken_corpus, tmp_path, monkeypatch, capsys):
+    from d2v_fairseq.cli import main
+
+    monkeypatch.setenv("D2V_CACHE", str(tmp_path / "cache"))
+    assert main(["prepare", "verify", str(broken_corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("d2v: error: 1 manifest(s): 3 lines cannot be used")
+    assert ":4: " in err and ":9: " in err and ":14: " in err and "Traceback" not in err

@@ -43,3 +43,15 @@ def test_wordnet_glosses_carry_their_category():
         by_category.setdefault(category, definition)
         assert gloss.startswith(definition)
     assert {"noun.animal", "noun.food", "noun.artifact", "verb.motion"} <= set(by_category)
+
+
+def test_every_line_that_is_not_utf8_is_named_at_once(tmp_path):
+    from d2v_fairseq.data.text import TextInputError, read_lines
+
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good line\n\xff\xfe bad\nanother good\nbad \xc3\x28 too\n")
+    with pytest.raises(TextInputError) as err:
+        read_lines(str(path))
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{path}: 2 of 4 lines cannot be used")
+    assert f"{path}:2: not UTF-8" in lines[1] and f"{path}:4: not UTF-8" in lines[2]
