@@ -79,8 +79,12 @@ demo-real-speech: $(STAMP) fillets-data
 	$(D2V) prepare fillets-nl work/demo-real-speech/corpus.tsv
 	$(D2V) demo speech --corpus work/demo-real-speech/corpus.tsv --group-column level --work work/demo-real-speech
 
+# pyflakes, syntax errors and bugbear (ruff.toml); make test runs it first
+lint: $(STAMP)
+	$(VENV)/bin/ruff check d2v_fairseq tests bench
+
 # the whole suite (end-to-end tests included); test-quick leaves out the ones marked slow
-test: $(STAMP) debian-data
+test: $(STAMP) debian-data lint
 	$(VPY) -m pytest -q -n auto --dist loadfile tests
 
 test-quick: $(STAMP) debian-data

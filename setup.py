@@ -37,7 +37,7 @@ setup(
         "hf": ["transformers==5.24.0"],  # d2v export
         # make test; pytest-xdist runs the test files on every core (-n auto --dist loadfile): most
         # end-to-end tests are single-threaded subprocesses, so 2 cores halve the suite's time
-        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.2"],
+        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.2", "ruff==0.17.5"],
     },
     entry_points={"console_scripts": ["d2v = d2v_fairseq.cli:console_main"]},
 )

@@ -146,7 +146,7 @@ def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", poo
         states, out_padding = reps.hidden_states(inputs.to(device), None if padding is None else padding.to(device))
         stacked = torch.stack([states[i] for i in chosen], 1).cpu()  # (B, layers, T, C)
         lengths = reps.output_lengths(input_lengths(inputs, padding))
-        for item, value, feats, n in zip(batch_items, values, stacked, lengths):
+        for item, value, feats, n in zip(batch_items, values, stacked, lengths, strict=True):
             feats = feats[:, :n]  # (layers, T, C): this item's frames only
             if reps.modality == "speech":
                 audio_samples += len(value)

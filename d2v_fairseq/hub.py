@@ -84,7 +84,7 @@ def load_checkpoint(
         dropped = undeclared_keys(sub, registry) if sub is not None else []
         if dropped:
             message = (f"{path}: {group} config keys not declared by {sub._name} are ignored: {', '.join(dropped)}")
-            warnings.warn(message)
+            warnings.warn(message, stacklevel=2)
             logger.warning(message)
             with open_dict(sub):
                 for key in dropped:

@@ -85,7 +85,7 @@ def pooled_features(checkpoint: str, paths: Sequence[str], max_tokens: int = 1_6
             keep = (~out_padding).float().unsqueeze(-1)  # (B, T, 1): valid frames only
             pooled = [(s * keep).sum(1) / keep.sum(1) for s in states]
         stacked = torch.stack(pooled, 1).numpy()  # (B, layers, C)
-        for item, row in zip(batch_items, stacked):
+        for item, row in zip(batch_items, stacked, strict=True):
             out[item.id] = row
     return np.stack([out[item.id] for item in items])
 

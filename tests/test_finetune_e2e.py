@@ -98,7 +98,7 @@ def test_ctc_emissions_do_not_depend_on_the_batch(demo_corpus, finetuned):
     assert len(lengths) > 1  # utterances of different lengths, so batches are padded
     order = np.argsort([-e.num_samples for e in entries], kind="stable")  # fairseq batches longest first
     by_length = {}
-    for emission, index in zip(batched, order):
+    for emission, index in zip(batched, order, strict=False):
         by_length.setdefault(entries[index].num_samples, []).append(emission)
     for entry in entries[:8]:
         wave, _ = sf.read(os.path.join(root, entry.path), dtype="float32")

@@ -5,7 +5,6 @@ import os
 import subprocess
 
 import numpy as np
-import pytest
 import soundfile as sf
 from PIL import Image
 

@@ -1,7 +1,6 @@
 """End to end, as a user runs it: fairseq-hydra-train with our user-dir on synthesized speech."""
 
 import os
-import sys
 
 import pytest
 import torch
@@ -63,7 +62,6 @@ def test_two_process_ddp_on_cpu_keeps_teachers_identical(demo_corpus, tmp_path):
     assert "distributed init (rank 1)" in proc.stdout + proc.stderr
     ranks = [torch.load(dump / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ranks[0]["num_updates"] == ranks[1]["num_updates"] == 6
-    initial = None
     for key, value in ranks[0]["teacher"].items():
         assert torch.equal(value, ranks[1]["teacher"][key]), key
     for key, value in ranks[0]["student"].items():

@@ -112,7 +112,7 @@ def test_vision_exports_to_transformers_with_equal_features_and_logits(image_fol
     reps = load(str(pre))
     mine, padding = reps.hidden_states(images)
     assert padding is None and len(mine) == len(theirs) == reps.num_layers and reps.downsample_rate == 4
-    for m, t in zip(mine, theirs):
+    for m, t in zip(mine, theirs, strict=False):
         torch.testing.assert_close(m, t, atol=1e-4, rtol=1e-4)
     # d2v features on the image folder: the evaluation transform, one (layers, 1 + patches, C) array each
     run_cli([os.path.join(VENV_BIN, "d2v"), "features", str(pre), str(image_folder.parent / "img" / "val"),

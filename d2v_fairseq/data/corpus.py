@@ -82,7 +82,7 @@ class Utterance:
     words: str = ""  # the normalized transcript
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextOptions:
     """How transcripts are normalized: ``case`` upper, lower or keep; punctuation and digits
     kept or dropped (dropped characters become spaces)."""
@@ -120,7 +120,7 @@ def read_table(path: str, path_column: str = "path", text_column: Optional[str] 
         if len(row) != len(header):
             bad.append((where, "wrong number of columns", f"{len(row)} columns, the header has {len(header)}"))
             continue
-        values = dict(zip(header, (cell.strip() for cell in row)))
+        values = dict(zip(header, (cell.strip() for cell in row), strict=False))
         source = values.pop(path_column)
         text = values.pop(text_column) if text_column else None
         utterances.append(Utterance(os.path.normpath(os.path.join(root, source)), where, text, extra=values))
@@ -423,7 +423,7 @@ def import_corpus(
     converted = sum(1 for job in jobs if not job[3])
     results = _run_conversions([job[:3] for job in jobs], workers, progress)
     usable = []
-    for u, (frames, reason, detail) in zip(kept, results):
+    for u, (frames, reason, detail) in zip(kept, results, strict=True):
         if reason is not None:
             reject(u.where, reason, detail)
             continue

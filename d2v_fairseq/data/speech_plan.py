@@ -103,7 +103,7 @@ def receptive_field(layers: Sequence[Tuple[int, int, int]]) -> int:
 
 def ctc_frames_needed(letters: Sequence[str]) -> int:
     """The fewest frames CTC can align ``letters`` to: one per letter, one blank between repeats."""
-    return len(letters) + sum(1 for a, b in zip(letters, letters[1:]) if a == b)
+    return len(letters) + sum(1 for a, b in zip(letters, letters[1:], strict=False) if a == b)
 
 
 def read_split(data_dir: str, split: str) -> List[Row]:

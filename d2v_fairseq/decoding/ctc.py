@@ -29,7 +29,7 @@ def collapse(frame_tokens: Sequence[int], blank: int) -> List[int]:
     return [t for t, _ in itertools.groupby(frame_tokens) if t != blank]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecoderOptions:
     """Beam-search options (flashlight-text's names and meanings)."""
     beam: int = 50

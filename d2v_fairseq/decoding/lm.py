@@ -99,7 +99,7 @@ class KneserNeyLM:
                 totals[gram[:-1]] += c
                 kinds[gram[:-1]][min(c, 3) - 1] += 1
             gamma = {
-                ctx: sum(d * k for d, k in zip(self.discount[n], kinds[ctx])) / totals[ctx] for ctx in totals
+                ctx: sum(d * k for d, k in zip(self.discount[n], kinds[ctx], strict=False)) / totals[ctx] for ctx in totals
             }
             for gram, c in self.counts[n].items():
                 ctx = gram[:-1]

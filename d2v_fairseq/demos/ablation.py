@@ -458,7 +458,7 @@ def plot_study(study: Study, recipe: Recipe, rows: List[Dict], path: str) -> Non
     xs = [int(v) for v in labels] if numeric else list(range(len(rows)))
     ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], marker="o", capsize=4,
                 linestyle="-" if numeric else "none")
-    for x, r in zip(xs, rows):
+    for x, r in zip(xs, rows, strict=True):
         ax.scatter([x] * len(r["scores"]), r["scores"], color="gray", s=10, alpha=0.6, zorder=3)
     if not numeric:
         ax.set_xticks(xs, labels)

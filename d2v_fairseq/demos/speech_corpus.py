@@ -87,7 +87,7 @@ def build_corpus(out_dir: str, train: int = 320, valid: int = 40, test: int = 40
     paths = {(name, i): f"{name}_{i:04d}.wav" for name, i, _ in jobs}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         lengths = list(pool.map(lambda job: synthesize(job[2], os.path.join(wav_dir, paths[job[:2]])), jobs))
-    samples = {job[:2]: n for job, n in zip(jobs, lengths)}
+    samples = {job[:2]: n for job, n in zip(jobs, lengths, strict=True)}
     for name, specs in splits.items():
         items = [(paths[(name, i)], samples[(name, i)], spec["text"]) for i, spec in enumerate(specs)]
         write_split(out_dir, name, wav_dir, items)

@@ -5,7 +5,7 @@ directory that transformers' ``from_pretrained(OUT_DIR)`` loads, weights as safe
 
 * pre-trained ``data2vec_audio`` -> ``Data2VecAudioModel`` + the feature extractor's config
   (16 kHz, ``do_normalize`` as the task's ``normalize``);
-* a round-2 ``data2vec2_audio`` checkpoint without ALiBi (``use_alibi=false``) -> the same class
+* a ``data2vec2_audio`` checkpoint (the speech-only 2.0 layout) without ALiBi (``use_alibi=false``) -> the same class
   (its masked frames are zeros: ``masked_spec_embed`` is zero); with ALiBi it is refused, since
   transformers' Data2VecAudio has no attention bias; ``data2vec_multi`` (data2vec 2.0) has no
   transformers class and is refused;
@@ -45,13 +45,13 @@ __all__ = ["NotExportable", "audio_config", "export", "export_fairseq"]
 logger = logging.getLogger(__name__)
 
 
-def round2_state(checkpoint: str) -> Dict:
-    """A round-2 ``data2vec2_audio`` checkpoint's weights as its file holds them (wav2vec layout)."""
+def wav2vec_layout_state(checkpoint: str) -> Dict:
+    """A ``data2vec2_audio`` (speech-only 2.0 layout) checkpoint's weights as its file holds them (wav2vec layout)."""
     from ..hub import read_checkpoint
-    from ..models.data2vec2_audio import is_round2_layout
+    from ..models.data2vec2_audio import is_wav2vec_layout
 
     state = read_checkpoint(checkpoint)["model"]
-    if not is_round2_layout(state):
+    if not is_wav2vec_layout(state):
         raise NotExportable(f"{checkpoint}: a data2vec2_audio checkpoint saved in data2vec_multi's layout (trained on "
                             "after the merge): transformers has no class for it")
     return state
@@ -64,11 +64,11 @@ def export(checkpoint: str, out_dir: str, data_dir: str = None, sp_model: str = 
     model.eval()
     name = cfg.model._name
     speech = ("data2vec_audio", "data2vec2_audio")
-    if name == "data2vec2_audio":  # a round-2 checkpoint: its file holds the wav2vec layout
-        written = export_audio(model, cfg, task, out_dir, state=round2_state(checkpoint))
+    if name == "data2vec2_audio":  # a speech-only-layout checkpoint: its file holds the wav2vec layout
+        written = export_audio(model, cfg, task, out_dir, state=wav2vec_layout_state(checkpoint))
     elif name in speech or (name == "wav2vec_ctc" and cfg.model.w2v_args.model._name in speech):
         if name == "wav2vec_ctc" and cfg.model.w2v_args.model._name == "data2vec2_audio":
-            raise NotExportable(f"{checkpoint}: CTC fine-tuned from a round-2 data2vec2_audio checkpoint: its weights "
+            raise NotExportable(f"{checkpoint}: CTC fine-tuned from a data2vec2_audio checkpoint (speech-only 2.0 layout): its weights "
                                 "are saved in data2vec_multi's layout, which transformers has no class for")
         written = export_audio(model, cfg, task, out_dir)
     elif name == "data2vec_text":
@@ -77,7 +77,7 @@ def export(checkpoint: str, out_dir: str, data_dir: str = None, sp_model: str = 
         written = export_vision(model, cfg, out_dir)
     else:
         raise NotExportable(f"{checkpoint}: model {name}: export covers data2vec_audio (and its CTC fine-tuning), "
-                            "round-2 data2vec2_audio checkpoints, data2vec_text, data2vec_vision and its image "
+                            "data2vec2_audio (speech-only 2.0 layout) checkpoints, data2vec_text, data2vec_vision and its image "
                             "classifier (transformers has no data2vec 2.0 model: data2vec_multi stays in fairseq's layout)")
     logger.info(f"{checkpoint} -> {out_dir} ({written})")
     return written, out_dir

@@ -89,8 +89,8 @@ def with_mask_embedding(weights: Dict[str, torch.Tensor], model_cfg) -> Dict[str
 
 def export_audio(model, cfg, task, out_dir: str, state: Optional[Dict[str, torch.Tensor]] = None) -> str:
     """Writes the pre-trained or CTC model; returns the transformers class name written. ``state``:
-    the weights in the wav2vec layout when the loaded model holds them otherwise (a round-2
-    ``data2vec2_audio`` checkpoint as read from its file; its ``cfg.model`` is that layout's)."""
+    the weights in the wav2vec layout when the loaded model holds them otherwise (a speech-only
+    2.0 ``data2vec2_audio`` checkpoint as read from its file; its ``cfg.model`` is that layout's)."""
     tf = import_transformers()
     is_ctc = hasattr(model, "w2v_encoder")
     body_cfg = cfg.model.w2v_args.model if is_ctc else cfg.model

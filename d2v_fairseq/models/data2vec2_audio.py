@@ -1,13 +1,13 @@
-"""``data2vec2_audio``: the round-2 layout of data2vec 2.0 for speech, read as ``data2vec_multi``.
+"""``data2vec2_audio``: the speech-only layout of data2vec 2.0 (wav2vec-style keys), read as ``data2vec_multi``.
 
 The package's one data2vec 2.0 model is ``data2vec_multi`` (``data2vec_multi.py``). Checkpoints of
 the earlier speech-only model (v1's wav2vec-style parameter names plus ALiBi and a conv decoder)
 still load under their name: the config converts field by field (``multi_config``), the weights by
 renames (``multi_state``: q/k/v fused into ``qkv``, the per-head ALiBi scale reshaped), the
 teacher's too, and the model built is a ``data2vec_multi`` speech model. Features equal the
-round-2 model's on unpadded input (that model zeroed padded frames before its positional conv).
+speech-only model's on unpadded input (that model zeroed padded frames before its positional conv).
 
-What does not carry over: the round-2 decoder skipped the residual around its first layer even
+What does not carry over: the speech-only decoder skipped the residual around its first layer even
 when that layer kept the width (the released decoder adds it), so continued pre-training of a
 converted model whose decoder is as wide as the model starts with a slightly different decoder.
 """
@@ -59,7 +59,7 @@ class Data2Vec2AudioConfig(Data2VecAudioConfig):
 
 
 def multi_config(old) -> Dict:
-    """A round-2 ``data2vec2_audio`` model config -> the equal ``data2vec_multi`` config (a dict)."""
+    """A ``data2vec2_audio`` (speech-only 2.0 layout) model config -> the equal ``data2vec_multi`` config (a dict)."""
     get = (lambda key, default=None: old.get(key, default)) if hasattr(old, "get") else (
         lambda key, default=None: getattr(old, key, default))
     if get("layer_norm_first", False):
@@ -100,7 +100,7 @@ def multi_config(old) -> Dict:
     return cfg
 
 
-RENAMES = [  # round-2 key (regex) -> data2vec_multi key, student
+RENAMES = [  # speech-only-layout key (regex) -> data2vec_multi key, student
     (r"feature_extractor\.(.*)", r"modality_encoders.AUDIO.local_encoder.\1"),
     (r"layer_norm\.(weight|bias)", r"modality_encoders.AUDIO.project_features.1.\1"),
     (r"post_extract_proj\.(weight|bias)", r"modality_encoders.AUDIO.project_features.2.\1"),
@@ -114,7 +114,7 @@ BLOCK_RENAMES = {"self_attn.out_proj": "attn.proj", "self_attn_layer_norm": "nor
 
 
 def _rename(key: str, teacher: bool) -> str:
-    if teacher:  # the round-2 teacher's keys are relative to its scope: layers, layer_norm, pos_conv, alibi
+    if teacher:  # the speech-only teacher's keys are relative to its scope: layers, layer_norm, pos_conv, alibi
         key = re.sub(r"^(layers|pos_conv|layer_norm)\.", r"encoder.\1.", key)
     match = re.fullmatch(r"encoder\.pos_conv\.(\d+)\.(.*)", key)
     if match:
@@ -146,13 +146,13 @@ def _convert(weights: Dict[str, torch.Tensor], teacher: bool) -> Dict[str, torch
     return out
 
 
-def is_round2_layout(state: Dict) -> bool:
+def is_wav2vec_layout(state: Dict) -> bool:
     return any(key.startswith(("encoder.layers.", "feature_extractor.")) for key in state)
 
 
 def multi_state(state: Dict[str, torch.Tensor], ema_encoder_only: bool = False) -> Dict[str, torch.Tensor]:
-    """A round-2 ``data2vec2_audio`` state dict (student + ``_ema``) -> data2vec_multi's keys. With
-    ``ema_encoder_only`` (round 2's ``ema_layers_only``) the teacher holds the blocks alone, keyed
+    """A ``data2vec2_audio`` (speech-only 2.0 layout) state dict (student + ``_ema``) -> data2vec_multi's keys. With
+    ``ema_encoder_only`` (the speech-only layout.s ``ema_layers_only``) the teacher holds the blocks alone, keyed
     without ``blocks.``; its saved layer norm and ALiBi scale are then the student's."""
     out = _convert({k: v for k, v in state.items() if k not in (EMA_KEY, "_ema_updates", "mask_emb")}, teacher=False)
     if EMA_KEY in state:
@@ -165,7 +165,7 @@ def multi_state(state: Dict[str, torch.Tensor], ema_encoder_only: bool = False) 
 
 @register_model("data2vec2_audio", dataclass=Data2Vec2AudioConfig)
 class Data2Vec2AudioModel(Data2VecMultiModel):
-    """A round-2 ``data2vec2_audio`` checkpoint as the ``data2vec_multi`` speech model (see the
+    """A ``data2vec2_audio`` (speech-only 2.0 layout) checkpoint as the ``data2vec_multi`` speech model (see the
     module docstring); its weights convert on load."""
 
     @classmethod
@@ -174,16 +174,16 @@ class Data2Vec2AudioModel(Data2VecMultiModel):
         return cls(converted, [Modality.AUDIO], task=task)
 
     def load_state_dict(self, state_dict, strict: bool = True, model_cfg=None, args=None):
-        if is_round2_layout(state_dict):
+        if is_wav2vec_layout(state_dict):
             state_dict = multi_state(state_dict, self.cfg.ema_encoder_only)
         return super().load_state_dict(state_dict, strict=strict)
 
     def upgrade_state_dict_named(self, state_dict, name):
-        """Inside another model (a round-2 CTC checkpoint: ``w2v_encoder.w2v_model.*``), fairseq
+        """Inside another model (a speech-only-layout CTC checkpoint: ``w2v_encoder.w2v_model.*``), fairseq
         calls this with the whole state dict before loading it: the keys under ``name`` convert."""
         prefix = f"{name}." if name else ""
         mine = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
-        if prefix and is_round2_layout(mine):
+        if prefix and is_wav2vec_layout(mine):
             converted = multi_state({k: state_dict.pop(full) for k, full in mine.items()}, self.cfg.ema_encoder_only)
             state_dict.update({prefix + k: v for k, v in converted.items()})
         return super().upgrade_state_dict_named(state_dict, name)

@@ -10,7 +10,7 @@ import torch
 
 def edit_rate(references: Sequence[Sequence], hypotheses: Sequence[Sequence]) -> float:
     """Corpus error rate in percent: edits / reference length, over sequences of units."""
-    edits = sum(editdistance.eval(list(r), list(h)) for r, h in zip(references, hypotheses))
+    edits = sum(editdistance.eval(list(r), list(h)) for r, h in zip(references, hypotheses, strict=True))
     return 100.0 * edits / max(sum(len(r) for r in references), 1)
 
 

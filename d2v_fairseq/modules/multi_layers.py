@@ -183,7 +183,7 @@ class ConvDecoder(nn.Module):
         else:
             widths = [dim, int(dim * projection_ratio)] + [int(dim * projection_ratio)] * (projection_layers - 2)
             layers_: List[nn.Module] = []
-            for a, b in zip(widths[:-1], widths[1:]):
+            for a, b in zip(widths[:-1], widths[1:], strict=True):
                 layers_ += [nn.Linear(a, b), nn.GELU()]
             self.proj = nn.Sequential(*layers_, nn.Linear(widths[-1], input_dim))
 

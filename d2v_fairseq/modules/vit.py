@@ -179,7 +179,7 @@ class VisionTransformer(nn.Module):
 
     def set_drop_path(self, drop_path: float) -> None:
         """Resets the stochastic-depth rates (linear from 0 to ``drop_path``), e.g. for fine-tuning."""
-        for block, rate in zip(self.blocks, torch.linspace(0, drop_path, len(self.blocks)).tolist()):
+        for block, rate in zip(self.blocks, torch.linspace(0, drop_path, len(self.blocks)).tolist(), strict=True):
             block.drop_path.prob = rate
 
     def forward(self, x: torch.Tensor, capture: Optional[str] = None, layers: Optional[int] = None,

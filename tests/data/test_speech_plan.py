@@ -2,7 +2,6 @@
 (the batch limit follows them, or --max-seconds leaves them out), recordings shorter than the
 front end, transcripts longer than CTC can align, pre-training's skips and crops."""
 
-import os
 
 import pytest
 

@@ -30,11 +30,11 @@ def long_table(demo_corpus, tmp_path_factory):
         lines = read_lines(os.path.join(demo_corpus, f"{split}.tsv"))
         words = read_lines(os.path.join(demo_corpus, f"{split}.wrd"))
         paths = [os.path.join(lines[0], line.split("\t")[0]) for line in lines[1:]]
-        rows += [(p, w, split) for p, w in zip(paths, words)]
+        rows += [(p, w, split) for p, w in zip(paths, words, strict=False)]
         if split == "test":
             continue
         audio, text, seconds = [], [], 30.0 if split == "train" else 25.0
-        for p, w in zip(paths * 10, words * 10):
+        for p, w in zip(paths * 10, words * 10, strict=False):
             wav, _ = sf.read(p, dtype="float32")
             audio.append(wav)
             text.append(w)

@@ -60,13 +60,13 @@ def test_what_transformers_cannot_represent_is_refused(change, reason):
         audio_config(tiny_audio_cfg(**change))
 
 
-def test_round2_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp_path, waveforms):
-    from ..helpers.round2_data2vec2_audio import write_round2_checkpoint
+def test_data2vec2_audio_data2vec2_exports_without_alibi_and_is_refused_with_it(demo_corpus, tmp_path, waveforms):
+    from ..helpers.data2vec2_audio_model import write_data2vec2_audio_checkpoint
 
-    write_round2_checkpoint(str(tmp_path / "alibi.pt"), demo_corpus)
+    write_data2vec2_audio_checkpoint(str(tmp_path / "alibi.pt"), demo_corpus)
     with pytest.raises(NotExportable, match="ALiBi"):
         export(str(tmp_path / "alibi.pt"), str(tmp_path / "refused"))
-    old = write_round2_checkpoint(str(tmp_path / "plain.pt"), demo_corpus, use_alibi=False)
+    old = write_data2vec2_audio_checkpoint(str(tmp_path / "plain.pt"), demo_corpus, use_alibi=False)
     written, out_dir = export(str(tmp_path / "plain.pt"), str(tmp_path / "hf"))
     assert written == "Data2VecAudioModel"
     hf = transformers.Data2VecAudioModel.from_pretrained(out_dir).eval()
@@ -101,6 +101,6 @@ def test_hub_hidden_states_equal_transformers_layer_by_layer(pretrained_checkpoi
     for b, n in enumerate(lengths):
         with torch.no_grad():
             theirs = hf(source[b: b + 1, : int((~padding[b]).sum())], output_hidden_states=True).hidden_states
-        for layer, (mine, their) in enumerate(zip(ours, theirs)):
+        for layer, (mine, their) in enumerate(zip(ours, theirs, strict=False)):
             assert torch.allclose(mine[b, :n], their[0, :n], atol=1e-4), (layer, (mine[b, :n] - their[0, :n]).abs().max())
     assert frame_padding[1, lengths[1]:].all() and not frame_padding[1, : lengths[1]].any()

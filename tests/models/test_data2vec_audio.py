@@ -165,7 +165,7 @@ def test_features_do_not_depend_on_the_batch_unless_asked_for_the_reference(inva
         alone, _ = model.hidden_states(source[1:, :3000])
     n = alone[0].size(1)
     assert not frame_padding[1, :n].any() and frame_padding[1, n:].all()
-    worst = max((b[1, :n] - a[0]).abs().max().item() for b, a in zip(batched, alone))
+    worst = max((b[1, :n] - a[0]).abs().max().item() for b, a in zip(batched, alone, strict=False))
     if invariant:
         assert worst < 1e-4
     else:  # the reference: padding leaks through the 3-layer positional conv into the last frames
@@ -175,7 +175,6 @@ def test_features_do_not_depend_on_the_batch_unless_asked_for_the_reference(inva
 def test_a_saved_teacher_tensor_the_student_shares_is_a_warning_when_it_differs(tiny_model, caplog):
     import logging
 
-    import torch
 
     tiny_model.train()
     tiny_model.set_num_updates(1)

@@ -34,7 +34,7 @@ def test_released_text_checkpoint_gives_the_reference_features(reference_dir):
         embedded, padding = model.embed(io["tokens"], None)
         teacher = model.encode_teacher(embedded, padding, model.teacher.model)
     assert len(teacher) == len(io["teacher_ffn"]) == 3
-    for ours, theirs in zip(teacher, io["teacher_ffn"]):
+    for ours, theirs in zip(teacher, io["teacher_ffn"], strict=False):
         assert torch.allclose(ours[real], theirs[real], atol=1e-5)
     # the teacher differs from the student (the helper moved it), so this compares the teacher
     student = model.encode_teacher(embedded, padding, model.teacher_scope())

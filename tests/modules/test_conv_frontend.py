@@ -20,7 +20,7 @@ def test_same_features_and_gradients_as_fairseq(conv_bias):
     out.backward(grad)
     assert out.shape == expected.shape == (3, 99, 16)
     assert torch.allclose(out, expected, atol=1e-5)
-    for p, g in zip(model.parameters(), expected_grads):
+    for p, g in zip(model.parameters(), expected_grads, strict=False):
         assert torch.allclose(p.grad, g, atol=1e-4, rtol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""The round-2 ``data2vec2_audio`` model as it was (moved here, unregistered, when the package's
+"""The speech-only ``data2vec2_audio`` model as it was (moved here, unregistered, when the package's
 speech 2.0 became ``data2vec_multi``), to check that its checkpoints convert: data2vec 2.0 for speech (Baevski et al., 2022b, "Efficient
 Self-supervised Learning with Contextualized Target Representations for Vision, Speech and Language").
 
@@ -97,8 +97,8 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
         return pred, target, masks
 
 
-def trained_round2(cfg) -> "Data2Vec2AudioModel":
-    """A round-2 model of config ``cfg`` after two updates (its teacher differs from its student)."""
+def trained_data2vec2_audio(cfg) -> "Data2Vec2AudioModel":
+    """A speech-only model of config ``cfg`` after two updates (its teacher differs from its student)."""
     torch.manual_seed(0)
     model = Data2Vec2AudioModel(cfg)
     model.set_num_updates(0)
@@ -113,8 +113,8 @@ def trained_round2(cfg) -> "Data2Vec2AudioModel":
     return model.eval()
 
 
-def write_round2_checkpoint(path: str, data: str, normalize: bool = True, **overrides) -> "Data2Vec2AudioModel":
-    """A tiny round-2 ``data2vec2_audio`` checkpoint after two updates, as fairseq's trainer saved
+def write_data2vec2_audio_checkpoint(path: str, data: str, normalize: bool = True, **overrides) -> "Data2Vec2AudioModel":
+    """A tiny ``data2vec2_audio`` (speech-only 2.0 layout) checkpoint after two updates, as fairseq's trainer saved
     them (cfg with the model and d2v_audio_pretraining task, the teacher under ``_ema``)."""
     from fairseq.dataclass.configs import FairseqConfig
     from omegaconf import OmegaConf
@@ -130,7 +130,7 @@ def write_round2_checkpoint(path: str, data: str, normalize: bool = True, **over
     root.model._name = "data2vec2_audio"
     root.task = OmegaConf.merge(OmegaConf.structured(CheckedAudioPretrainingConfig),
                                 {"_name": "d2v_audio_pretraining", "data": data, "normalize": normalize})
-    model = trained_round2(root.model)
+    model = trained_data2vec2_audio(root.model)
     torch.save({"cfg": OmegaConf.to_container(root, resolve=True, enum_to_str=True), "model": model.state_dict(),
                 "optimizer_history": [{"criterion_name": "Data2VecRegressionCriterion", "optimizer_name": "FairseqAdam",
                                        "lr_scheduler_state": {}, "num_updates": 2}], "extra_state": {}}, path)
