@@ -12,6 +12,9 @@
   ``update_freq`` / processes here (rounded up), said in one line before training
   (``exact_world_size`` keeps fairseq's behaviour: it stops).
 * **Precision.** ``common.fp16`` without CUDA is one line naming the alternatives.
+* **A schedule that fits.** A ``max_update`` so small that a phase of the recipe's learning-rate
+  schedule would have 0 updates (tri_stage's decay, cosine's period: fairseq divides by them)
+  gets phases fitted to it, said in one line.
 * **Checkpoints and faults** (:mod:`.checkpoints`): whole checkpoints (atomic writes, extra names
   as links), resume past an unreadable ``checkpoint_last.pt``, a finished run stays finished,
   one run per save_dir, a full disk or a NaN loss as one line.
@@ -104,31 +107,35 @@ def hydra_config_path(argv: List[str]) -> Optional[str]:
     return os.path.join(found.get("dir", "."), name)
 
 
-def resolved_recipe(argv: List[str]) -> dict:
-    """The config file named in ``argv`` with its ``key=value`` overrides applied (a plain dict,
-    interpolations left as they are); {} when no config file is named."""
+def load_config(path: str, overrides=()) -> dict:
+    """The one recipe loader: the YAML at ``path`` with hydra-style ``key=value`` overrides
+    applied (``+``/``++`` prefixes read as plain sets, ``hydra.*`` and ``--options`` skipped), as
+    a plain dict with interpolations left as they are. Used by ``d2v train``, ``d2v ablate`` (its
+    run keys) and the own-corpus demo (its plan)."""
     from omegaconf import OmegaConf
 
+    cfg = OmegaConf.load(path)
+    dotlist = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith(("-", "hydra.", "~"))]
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def resolved_recipe(argv: List[str]) -> dict:
+    """The config file named in ``argv`` with its ``key=value`` overrides applied (see
+    :func:`load_config`); {} when no config file is named."""
     path = hydra_config_path(argv)
     if path is None or not os.path.isfile(path):
         return {}
-    cfg = OmegaConf.load(path)
-    overrides = [a.lstrip("+") for a in argv if "=" in a and not a.startswith("-") and not a.startswith("hydra.")]
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        return load_config(path, argv)
     except Exception:  # hydra itself reports a malformed override, with its own message
-        pass
-    return OmegaConf.to_container(cfg, resolve=False)
+        return load_config(path)
 
 
 def config_file_sections(argv: List[str]) -> dict:
     """The config file named in ``argv`` as it is written (no overrides); {} when none."""
-    from omegaconf import OmegaConf
-
     path = hydra_config_path(argv)
-    if path is None or not os.path.isfile(path):
-        return {}
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return load_config(path) if path is not None and os.path.isfile(path) else {}
 
 
 def config_get(cfg: dict, dotted: str, default=None):
@@ -209,6 +216,42 @@ def addable_overrides(argv: List[str], cfg: dict) -> List[str]:
     return out
 
 
+def fit_schedule(cfg: dict) -> Tuple[List[str], Optional[str]]:
+    """Overrides that give every phase of the recipe's learning-rate schedule at least one update
+    at its ``optimization.max_update`` (fairseq divides by a phase's length: tri_stage's decay,
+    cosine's period), and the line that says so; ([], None) when the schedule fits."""
+    sched = cfg.get("lr_scheduler") or {}
+    max_update = int(config_get(cfg, "optimization.max_update", 0) or 0)
+    if max_update <= 0 or not isinstance(sched, dict):
+        return [], None
+
+    def key(name: str) -> str:  # hydra refuses to set a key the YAML lacks without "+"
+        return f"lr_scheduler.{name}" if name in sched else f"+lr_scheduler.{name}"
+
+    if sched.get("_name") == "tri_stage" and isinstance(sched.get("phase_ratio"), list):
+        ratio = [float(r) for r in sched["phase_ratio"]]
+        steps = [int(max_update * r) for r in ratio]
+        if steps[2] > 0:
+            return [], None
+        warmup = min(steps[0], max_update - 1)
+        hold = max(0, min(steps[1], max_update - 1 - warmup))
+        decay = max_update - warmup - hold
+        line = (f"lr_scheduler.phase_ratio={ratio} at optimization.max_update={max_update} gives a decay phase of "
+                f"0 updates (fairseq's tri_stage divides by it): using warmup_steps={warmup} hold_steps={hold} "
+                f"decay_steps={decay}")
+        return ["lr_scheduler.phase_ratio=null", f"{key('warmup_steps')}={warmup}", f"{key('hold_steps')}={hold}",
+                f"{key('decay_steps')}={decay}"], line
+    if sched.get("_name") == "cosine":
+        warmup = int(sched.get("warmup_updates") or 0)
+        period = sched.get("lr_period_updates", -1)
+        if (period is None or float(period) <= 0) and max_update - warmup <= 0:
+            fitted = max_update // 2
+            line = (f"lr_scheduler.warmup_updates={warmup} at optimization.max_update={max_update} leaves the cosine "
+                    f"schedule no update to decay over (fairseq divides by it): using warmup_updates={fitted}")
+            return [f"{key('warmup_updates')}={fitted}"], line
+    return [], None
+
+
 def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False) -> None:
     """``d2v train ARGS``: fairseq-hydra-train with ``argv`` (default: ``sys.argv[1:]``), the
     package as ``common.user_dir`` unless given, the torchrun/SLURM overrides above, the
@@ -227,6 +270,12 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
         replaced = {o.split("=", 1)[0] for o in fitted}
         argv = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in replaced]
         extra = [e for e in extra if e.split("=", 1)[0] not in replaced] + fitted
+    schedule, line = fit_schedule(cfg)
+    if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
+        print(line, flush=True)
+    replaced = {o.split("=", 1)[0].lstrip("+") for o in schedule}
+    argv = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in replaced]
+    extra = [e for e in extra if e.split("=", 1)[0].lstrip("+") not in replaced] + schedule
     given = {arg.split("=", 1)[0].lstrip("+") for arg in argv if "=" in arg}
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main

@@ -93,7 +93,7 @@ def test_v2_speech_configs_have_the_release_values():
 ])
 def test_v2_configs_hold_the_released_model_and_optimization(modality, name, released):
     """Every model value the released YAML sets is ours too (the feature spec compared as layers)."""
-    from d2v_fairseq.models.multi_config import parse_conv_spec
+    from d2v_fairseq.modules.conv_frontend import parse_conv_spec
 
     ours = OmegaConf.to_container(OmegaConf.load(os.path.join(REPO, "examples", modality, "pretraining", f"{name}.yaml")))
     theirs = OmegaConf.to_container(OmegaConf.load(os.path.join(
@@ -113,7 +113,7 @@ def test_v2_configs_hold_the_released_model_and_optimization(modality, name, rel
     mine = dict(flat(OmegaConf.to_container(effective, enum_to_str=True)))
     for key, value in flat(theirs["model"]):
         if key.endswith("feature_encoder_spec"):
-            assert parse_conv_spec(mine[key]) == parse_conv_spec(value)
+            assert parse_conv_spec(mine[key], key) == parse_conv_spec(value, key)
         elif key != "_name":
             assert mine.get(key) == value, key
     assert ours["optimization"]["max_update"] == theirs["optimization"]["max_update"]

@@ -53,7 +53,7 @@ def test_fairseq_data2vec_speech_recipe_logs_its_keys_and_saves(recipe_pretraine
     state = torch.load(work / "pre" / "checkpoint_last.pt", weights_only=False)
     assert state["cfg"]["criterion"]["_name"] == "model"
     assert state["cfg"]["model"]["_name"] == "data2vec_audio" and state["cfg"]["task"]["_name"] == "audio_pretraining"
-    assert "_ema" in state["model"] and int(state["model"]["_ema_updates"]) == 14
+    assert "_ema" in state["model"] and "_ema_updates" not in state["model"]
 
 
 def test_fairseq_wav2vec_ctc_recipe_finetunes_our_checkpoint_and_decodes(demo_corpus, recipe_pretrained):

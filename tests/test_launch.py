@@ -128,3 +128,22 @@ def test_keys_a_recipe_does_not_spell_out_are_added_for_registry_choices():
     assert addable_overrides(["task.skip_bad=true", "task.data=/d", "common.cpu=true", "+task.x=1",
                               "--config-name", "tiny"], cfg) == [
         "+task.skip_bad=true", "task.data=/d", "common.cpu=true", "+task.x=1", "--config-name", "tiny"]
+
+
+@pytest.mark.parametrize("config, max_update", [("base_librispeech", 2), ("tiny_cpu", 3), ("v2_tiny_cpu", 3)])
+def test_a_schedule_with_an_empty_phase_is_fitted_in_one_line(config, max_update):
+    from d2v_fairseq.launch import fit_schedule, load_config
+
+    cfg = load_config(os.path.join(REPO, "examples", "audio", "pretraining", f"{config}.yaml"),
+                      [f"optimization.max_update={max_update}"])
+    overrides, line = fit_schedule(cfg)
+    name = cfg["lr_scheduler"]["_name"]
+    if name == "tri_stage":
+        steps = {o.split("=")[0].lstrip("+").split(".")[-1]: o.split("=")[1] for o in overrides}
+        assert steps["phase_ratio"] == "null" and int(steps["decay_steps"]) >= 1
+        assert int(steps["warmup_steps"]) + int(steps["hold_steps"]) + int(steps["decay_steps"]) == max_update
+        assert "decay phase of 0 updates" in line
+    else:
+        assert overrides == ["lr_scheduler.warmup_updates=1"] and "no update to decay over" in line
+    assert fit_schedule(load_config(os.path.join(REPO, "examples", "audio", "pretraining", f"{config}.yaml"),
+                                    ["optimization.max_update=100000"])) == ([], None)

@@ -136,10 +136,12 @@ REFERENCE_RUNS = {
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_RUNS))
 def test_the_released_v2_yamls_train_with_this_user_dir(name, demo_corpus, image_folder, text_corpus, tmp_path):
-    data = {"base_audio_only_task": demo_corpus, "base_images_only_task": image_folder,
+    # the images as the reference reads them: task.data is an image-folder root (train/CLASS/*, val/...)
+    data = {"base_audio_only_task": demo_corpus, "base_images_only_task": image_folder.parent / "img",
             "base_text_only_task": text_corpus}[name]
     proc = run_cli([HYDRA, "--config-dir", REFERENCE_V2, "--config-name", name, USER_DIR, f"task.data={data}",
-                    f"checkpoint.save_dir={tmp_path}/ckpt", *HARDWARE, *REFERENCE_RUNS[name]], cwd=tmp_path)
+                    f"checkpoint.save_dir={tmp_path}/ckpt", *HARDWARE, *REFERENCE_RUNS[name]], cwd=tmp_path,
+                   env={"D2V_CACHE": str(tmp_path / "cache")})
     log = proc.stdout + proc.stderr
     assert '"num_updates": "2"' in log and "target_var" in log
     state = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=False)

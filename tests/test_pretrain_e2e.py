@@ -43,7 +43,7 @@ def test_pretraining_logs_and_saves_teacher(demo_corpus, tmp_path):
     assert "ema_decay=0.99" in log and "target_var=" in log and "pred_var=" in log
     state = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=False)
     assert state["cfg"]["model"]["_name"] == "data2vec_audio"
-    assert "_ema" in state["model"] and int(state["model"]["_ema_updates"]) == 11
+    assert "_ema" in state["model"] and "_ema_updates" not in state["model"]
 
 
 def test_resumed_run_continues_with_the_same_teacher(demo_corpus, tmp_path):

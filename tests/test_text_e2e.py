@@ -32,7 +32,7 @@ def test_text_pretraining_logs_and_saves_teacher(text_corpus, tmp_path):
     assert state["cfg"]["model"]["_name"] == "data2vec_text"
     assert "encoder.sentence_encoder.layers.0.fc1.weight" in state["model"]
     assert "encoder.regression_head.0.weight" in state["model"]
-    assert "_ema" in state["model"] and int(state["model"]["_ema_updates"]) == 7
+    assert "_ema" in state["model"] and "_ema_updates" not in state["model"]
 
 
 def test_text_resumed_run_ends_like_an_uninterrupted_one(text_corpus, tmp_path):

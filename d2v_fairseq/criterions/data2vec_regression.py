@@ -6,10 +6,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-
-class RepresentationCollapse(RuntimeError):
-    """Raised when the targets or predictions stop varying: the student and teacher have
-    collapsed to a constant representation and further training is wasted."""
+from ..modules.regression import RepresentationCollapse, check_collapse  # noqa: F401  (raised here)
 
 
 @dataclass
@@ -74,19 +71,9 @@ class Data2VecRegressionCriterion(FairseqCriterion):
 
     def check_collapse(self, num_updates: int, target_var: float, pred_var: float) -> None:
         """Raises RepresentationCollapse when a variance is under its floor after the warm-up."""
-        if num_updates < self.cfg.var_check_after_updates:
-            return
-        for name, value, floor in (
-            ("target_var", target_var, self.cfg.min_target_var),
-            ("pred_var", pred_var, self.cfg.min_pred_var),
-        ):
-            if value < floor:
-                raise RepresentationCollapse(
-                    f"{name}={value:.4g} fell below criterion.min_{name}={floor} at update "
-                    f"{num_updates}: the representation has collapsed. Lower the learning rate, "
-                    f"raise ema_decay or check the data; the floors are criterion.min_target_var "
-                    f"and criterion.min_pred_var."
-                )
+        cfg = self.cfg
+        check_collapse(num_updates, target_var, pred_var, cfg.min_target_var, cfg.min_pred_var,
+                       cfg.var_check_after_updates, "criterion")
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:

@@ -167,6 +167,32 @@ def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, Li
     return root, entries
 
 
+def folder_manifest(root: str, split: str, cache: Optional[str] = None) -> str:
+    """A manifest for the image folder ``ROOT/SPLIT/CLASS/*`` (the layout fairseq's
+    ``mae_image_pretraining`` reads as ``task.data``), written once under ``cache`` (default
+    ``$D2V_CACHE`` or ``~/.cache/d2v_fairseq``, then ``image_manifests/HASH``) and rewritten when a
+    class folder changes. Classes come from ``ROOT/train`` when it exists. Returns its path."""
+    import hashlib
+
+    root = os.path.abspath(root)
+    cache = cache or os.environ.get("D2V_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "d2v_fairseq")
+    out_dir = os.path.join(cache, "image_manifests", hashlib.sha1(root.encode()).hexdigest()[:16])
+    path = os.path.join(out_dir, f"{split}.tsv")
+    split_dir = os.path.join(root, split)
+    folders = [split_dir] + [os.path.join(split_dir, d) for d in os.listdir(split_dir)]
+    newest = max(os.path.getmtime(f) for f in folders if os.path.isdir(f))
+    if os.path.isfile(path) and os.path.getmtime(path) >= newest:
+        return path
+    classes = None
+    if split != "train" and os.path.isdir(os.path.join(root, "train")):
+        classes, _ = scan_split(os.path.join(root, "train"), None)
+    classes, entries = scan_split(split_dir, classes)
+    os.makedirs(out_dir, exist_ok=True)
+    write_manifest(path + ".tmp", split_dir, entries)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def prepare(root: str, out_dir: str, splits: Sequence[str] = ("train", "val"), verify: bool = False) -> Dict[str, int]:
     """Writes OUT_DIR/SPLIT.tsv for each split of ``root`` and OUT_DIR/classes.txt; returns
     {split: images}. The first split fixes the classes."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..environment import config_root
-from ..launch import config_get
+from ..launch import config_get, load_config
 from ..modules.errors import InputError
 from ..modules.transformer import TARGET_FEATURES
 from .common import hydra_train
@@ -42,24 +42,79 @@ class StudyError(InputError):
 
 @dataclass(frozen=True)
 class Study:
-    """One ablation: the model config key it varies, how to read its values, the paper's finding."""
+    """One ablation: the model config key it varies, how to read its values, the paper's finding.
+    Each study is one object: its default values, how a value is checked, the config value it
+    sets and whether its values are numbers (a number axis in the plot)."""
 
     name: str
     key: str
     short: str
     label: str
     paper: str
+    numeric = False
+
+    def default_values(self, recipe: "Recipe") -> Optional[List[str]]:
+        """The settings when neither ``--values`` nor the recipe names them (None: none)."""
+        return None
+
+    def problem(self, value: str, recipe: "Recipe") -> Optional[str]:
+        """Why ``value`` is not a setting of this study (None: it is)."""
+        return None
+
+    def config_value(self, value: str) -> str:
+        """The value a setting gives the config key."""
+        return value
+
+
+class TopKStudy(Study):
+    """K top blocks averaged into the target: 1 to the model's depth."""
+    numeric = True
+
+    def default_values(self, recipe):
+        return [str(k) for k in range(1, model_depth(recipe) + 1)]
+
+    def problem(self, value, recipe):
+        depth = model_depth(recipe)
+        if not value.isdigit() or not 1 <= int(value) <= depth:
+            return f"K={value} is not a whole number from 1 to the model's depth {depth}"
+        return None
+
+
+class TargetStudy(Study):
+    """The point of the teacher's block the target is taken from."""
+
+    def default_values(self, recipe):
+        return list(TARGET_FEATURES)
+
+    def problem(self, value, recipe):
+        if value not in TARGET_FEATURES:
+            return f"{value!r} is not a target point; choose from {', '.join(TARGET_FEATURES)}"
+        return None
+
+
+class ContextStudy(Study):
+    """The teacher's attention window: steps, a fraction of the input, or ``full`` (window 0)."""
+
+    def problem(self, value, recipe):
+        if value != "full" and not _is_window(value):
+            return (f"{value!r} is not a teacher context: a number of steps (>= 1), a fraction of the input "
+                    "(0 < f < 1) or full")
+        return None
+
+    def config_value(self, value):
+        return "0" if value == "full" else value
 
 
 STUDIES = {
-    "top-k": Study("top-k", "model.average_top_k_layers", "K", "K: top blocks averaged into the target",
-                   "paper (Base, all modalities): averaging several top blocks beats K=1, markedly for speech "
-                   "and text, slightly for images; all blocks is only a little worse than the best K"),
-    "target": Study("target", "model.target_feature", "target", "point of the teacher's block used as target",
-                    "paper (speech, reduced setup, WER): attn 100.0, ffn 13.1, ffn-residual 14.8, block 14.5"),
-    "context": Study("context", "model.teacher_attention_window", "window", "teacher context (attention window)",
-                     "paper (speech and images): the more context the teacher sees, the better; the whole "
-                     "input is best"),
+    "top-k": TopKStudy("top-k", "model.average_top_k_layers", "K", "K: top blocks averaged into the target",
+                       "paper (Base, all modalities): averaging several top blocks beats K=1, markedly for speech "
+                       "and text, slightly for images; all blocks is only a little worse than the best K"),
+    "target": TargetStudy("target", "model.target_feature", "target", "point of the teacher's block used as target",
+                          "paper (speech, reduced setup, WER): attn 100.0, ffn 13.1, ffn-residual 14.8, block 14.5"),
+    "context": ContextStudy("context", "model.teacher_attention_window", "window",
+                            "teacher context (attention window)",
+                            "paper (speech and images): the more context the teacher sees, the better; the whole "
+                            "input is best"),
 }
 MODALITIES = ("speech", "text", "vision")
 # the config key that holds the model's depth, per pre-training model
@@ -144,14 +199,15 @@ def load_recipe(path: str) -> Recipe:
 # ---------------------------------------------------------------- settings
 
 
-def resolved_config(stage: Stage, substitutions: Dict[str, str], extra: Sequence[str] = ()) -> dict:
-    """The stage's config file with its overrides (and ``extra``) applied, as a plain dict."""
-    from omegaconf import OmegaConf
+def stage_overrides(stage: Stage, substitutions: Dict[str, str], extra: Sequence[str] = ()) -> List[str]:
+    """The overrides a run of ``stage`` is given: the stage's own (``{name}`` substituted), then
+    ``extra``. The run key and the run itself both read exactly these."""
+    return [substitute(o, substitutions) for o in stage.overrides] + list(extra)
 
-    cfg = OmegaConf.load(stage.config)
-    dotlist = [substitute(o, substitutions).lstrip("+") for o in [*stage.overrides, *extra]]
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    return OmegaConf.to_container(cfg, resolve=False)
+
+def resolved_config(stage: Stage, substitutions: Dict[str, str], extra: Sequence[str] = ()) -> dict:
+    """The stage's config file with :func:`stage_overrides` applied, as a plain dict."""
+    return load_config(stage.config, stage_overrides(stage, substitutions, extra))
 
 
 def substitute(text: str, substitutions: Dict[str, str]) -> str:
@@ -173,33 +229,23 @@ def model_depth(recipe: Recipe) -> int:
 
 
 def parse_values(study: Study, text: Optional[str], recipe: Recipe) -> List[str]:
-    """The study's settings from ``--values`` (or the recipe's default), checked; returned as the
-    config values to set. Raises StudyError naming the bad value before anything runs."""
+    """The study's settings from ``--values`` (or the recipe's, or the study's default), checked;
+    returned as the values to set. Raises StudyError naming the bad value before anything runs."""
     text = text or recipe.default_values.get(study.name)
-    if study.name == "top-k":
-        depth = model_depth(recipe)
-        if not text:
-            return [str(k) for k in range(1, depth + 1)]
     if not text:
-        text = ",".join(TARGET_FEATURES) if study.name == "target" else None
-    if not text:
-        raise StudyError(f"--values is needed for the {study.name} study (e.g. 2,8,32,full)")
+        values = study.default_values(recipe)
+        if values is None:
+            raise StudyError(f"--values is needed for the {study.name} study (e.g. 2,8,32,full)")
+        return values
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values:
         raise StudyError(f"--values {text!r} names no setting")
     if len(set(values)) != len(values):
         raise StudyError(f"--values {text!r} names a setting twice")
     for value in values:
-        if study.name == "top-k":
-            if not value.isdigit() or not 1 <= int(value) <= depth:
-                raise StudyError(f"--values: K={value} is not a whole number from 1 to the model's depth {depth}")
-        elif study.name == "target":
-            if value not in TARGET_FEATURES:
-                raise StudyError(f"--values: {value!r} is not a target point; choose from {', '.join(TARGET_FEATURES)}")
-        else:
-            if value != "full" and not _is_window(value):
-                raise StudyError(f"--values: {value!r} is not a teacher context: a number of steps (>= 1), "
-                                 "a fraction of the input (0 < f < 1) or full")
+        problem = study.problem(value, recipe)
+        if problem:
+            raise StudyError(f"--values: {problem}")
     return values
 
 
@@ -209,11 +255,6 @@ def _is_window(value: str) -> bool:
     except ValueError:
         return False
     return (0 < number < 1) or (number >= 1 and number == int(number))
-
-
-def config_value(study: Study, value: str) -> str:
-    """The value a setting gives the config key (``full`` context is window 0)."""
-    return "0" if study.name == "context" and value == "full" else value
 
 
 # ---------------------------------------------------------------- keying
@@ -373,17 +414,19 @@ def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, 
     ``fingerprint``: ``data_fingerprint(data)``."""
     start = time.time()
     # ++: set the key whether or not the config file names it
-    setting = [f"++{study.key}={config_value(study, value)}", f"common.seed={seed}",
+    setting = [f"++{study.key}={study.config_value(value)}", f"common.seed={seed}",
                f"optimization.max_update={recipe.pretrain.updates}"]
     subst = {"data": data, "seed": str(seed)}
-    pre_cfg = resolved_config(recipe.pretrain, subst, setting)
+    pre_overrides = stage_overrides(recipe.pretrain, subst, setting)
+    pre_cfg = load_config(recipe.pretrain.config, pre_overrides)
     pre_key = run_key(pre_cfg, data=fingerprint)
     run_dir = os.path.join(work, "runs", f"{recipe.modality}-{pre_key}")
     pre_dir = os.path.join(run_dir, "pretrain")
     pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
     ft_subst = {**subst, "pretrained": pretrained, "updates": str(recipe.finetune.updates)}
     ft_extra = [f"common.seed={seed}", f"optimization.max_update={recipe.finetune.updates}"]
-    ft_key = run_key(resolved_config(recipe.finetune, ft_subst, ft_extra), pretrain=pre_key, data=fingerprint)
+    ft_overrides = stage_overrides(recipe.finetune, ft_subst, ft_extra)
+    ft_key = run_key(load_config(recipe.finetune.config, ft_overrides), pretrain=pre_key, data=fingerprint)
     ft_dir = os.path.join(run_dir, f"finetune-{ft_key}")
     score_path = os.path.join(ft_dir, f"score-{recipe.score_split}.json")
     label = f"{study.short}={value}"
@@ -395,16 +438,16 @@ def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, 
         return RunResult(value, seed, scores, True, run_dir)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "run.json"), "w") as f:
-        json.dump({"modality": recipe.modality, "setting": {study.key: config_value(study, value)}, "seed": seed,
+        json.dump({"modality": recipe.modality, "setting": {study.key: study.config_value(value)}, "seed": seed,
                    "data": data, "data_fingerprint": fingerprint, "pretrain_config": pre_cfg}, f, indent=1, default=str)
     progress.line(label, seed, f"pre-training {recipe.pretrain.updates} updates in {os.path.relpath(run_dir, work)}")
     hydra_train(os.path.dirname(recipe.pretrain.config), pre_dir, recipe.pretrain.updates,
-                [substitute(o, subst) for o in recipe.pretrain.overrides] + setting,
+                pre_overrides,
                 os.path.join(run_dir, "pretrain.log"), modality="",
                 config_name=os.path.splitext(os.path.basename(recipe.pretrain.config))[0], show=())
     progress.line(label, seed, f"fine-tuning {recipe.finetune.updates} updates")
     hydra_train(os.path.dirname(recipe.finetune.config), ft_dir, recipe.finetune.updates,
-                [substitute(o, ft_subst) for o in recipe.finetune.overrides] + ft_extra,
+                ft_overrides,
                 os.path.join(ft_dir + ".log"), modality="",
                 config_name=os.path.splitext(os.path.basename(recipe.finetune.config))[0], show=())
     scores = score(os.path.join(ft_dir, "checkpoint_best.pt"), substitute(recipe.score_data, subst), recipe.score_split)
@@ -454,7 +497,7 @@ def plot_study(study: Study, recipe: Recipe, rows: List[Dict], path: str) -> Non
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     labels = [r["value"] for r in rows]
-    numeric = study.name == "top-k"
+    numeric = study.numeric
     xs = [int(v) for v in labels] if numeric else list(range(len(rows)))
     ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], marker="o", capsize=4,
                 linestyle="-" if numeric else "none")

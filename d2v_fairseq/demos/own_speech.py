@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..data.corpus import TextOptions, format_summary, import_corpus, labeled_subset
 from ..data.speech_plan import format_plan, plan_stages
 from ..environment import config_root
+from ..launch import load_config
 from ..evaluation import evaluate_ctc
 from ..hub import read_checkpoint, tune_lm
 from ..modules.errors import InputError
@@ -41,11 +42,7 @@ SPEECH_MODELS = ("data2vec_audio", "data2vec2_audio", "data2vec_multi", "wav2vec
 
 def recipe_config(group: str, name: str, overrides: Sequence[str]) -> dict:
     """The installed audio/GROUP/NAME.yaml with hydra-style ``overrides`` applied, as a dict."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(os.path.join(config_root(), "audio", group, f"{name}.yaml"))
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    return OmegaConf.to_container(cfg, resolve=False)
+    return load_config(os.path.join(config_root(), "audio", group, f"{name}.yaml"), overrides)
 
 
 def plan_corpus(data: str, pretraining: str = "real_cpu", finetuning: str = "real_cpu",

@@ -7,12 +7,13 @@ from typing import Dict, Optional
 
 import torch
 
+from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
 from .common import NotExportable, dictionary_vocabulary, import_transformers
 
 
 def audio_config(cfg, vocab_size: int = 32) -> Dict:
     """transformers' Data2VecAudioConfig fields for our data2vec_audio config ``cfg``."""
-    from ..models.data2vec_audio import parse_conv_layers
+    from ..modules.conv_frontend import parse_conv_spec
 
     if getattr(cfg, "use_alibi", False):
         raise NotExportable("use_alibi=true (data2vec 2.0's ALiBi attention bias): transformers' Data2VecAudio "
@@ -23,7 +24,7 @@ def audio_config(cfg, vocab_size: int = 32) -> Dict:
     if cfg.extractor_mode != "layer_norm":
         raise NotExportable(f"extractor_mode={cfg.extractor_mode}: transformers' Data2VecAudio conv front end "
                             "uses layer norm in every layer")
-    conv = parse_conv_layers(cfg.conv_feature_layers)
+    conv = parse_conv_spec(cfg.conv_feature_layers, "model.conv_feature_layers")
     depth = cfg.pos_conv_depth
     if depth < 2:
         raise NotExportable("pos_conv_depth=1 (one weight-normed positional conv, the wav2vec 2.0 layout): "
@@ -51,7 +52,7 @@ def audio_state(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, t
         if not key.startswith(prefix):
             continue
         k = key[len(prefix):]
-        if k in ("_ema", "_ema_updates") or k.startswith(("final_proj.", "decoder.")) or k.endswith(".version"):
+        if k in (EMA_KEY, LEGACY_UPDATES_KEY) or k.startswith(("final_proj.", "decoder.")) or k.endswith(".version"):
             continue
         parts = k.split(".")
         if k == "mask_emb":

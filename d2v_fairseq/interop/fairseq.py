@@ -7,9 +7,8 @@ loader, strict, and fairseq's own ``audio_pretraining`` task:
 * the task becomes ``audio_pretraining`` with the fields fairseq's config declares;
 * the model config keeps the fields the reference's ``Data2VecAudioConfig`` declares (read from
   its source, not imported: importing it registers a second ``data2vec_audio``);
-* the teacher stays under ``_ema`` (the reference's key); its update count ``_ema_updates``,
-  which the reference does not know, is left out (the written file is for reading, not for
-  resuming: resume from the original).
+* the teacher stays under ``_ema`` (the reference's key); the ``_ema_updates`` counter that
+  older checkpoints of this package carry, which the reference does not know, is left out.
 
 What the reference cannot represent is refused with the reason, never written wrong: a target
 other than the feed-forward output (``target_feature``), a teacher attention window, data2vec
@@ -23,6 +22,7 @@ from typing import Dict, Set
 
 import torch
 
+from ..modules.ema import LEGACY_UPDATES_KEY
 from .common import NotExportable
 
 REFERENCE_MODULE = ("examples", "data2vec", "models", "data2vec_audio.py")
@@ -73,7 +73,7 @@ def export_fairseq(checkpoint: str, out_path: str) -> str:
     new_cfg = dict(cfg)
     new_cfg["model"] = {k: v for k, v in model_cfg.items() if k in declared}
     new_cfg["task"] = {**{k: v for k, v in cfg["task"].items() if k in task_fields}, "_name": "audio_pretraining"}
-    model = {k: v for k, v in state["model"].items() if k != "_ema_updates"}
+    model = {k: v for k, v in state["model"].items() if k != LEGACY_UPDATES_KEY}
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     torch.save({**state, "cfg": new_cfg, "model": model}, out_path)
     return "Data2VecAudioModel (fairseq examples/data2vec)"

@@ -6,6 +6,7 @@ from typing import Dict
 import torch
 
 from ..data.text import find_sp_model
+from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
 from .common import NotExportable, dictionary_vocabulary, import_transformers
 
 
@@ -37,7 +38,7 @@ def text_state(state: Dict[str, torch.Tensor], extra_rows: int, unk: int) -> Dic
     out = {}
     enc = "encoder.sentence_encoder."
     for key, value in state.items():
-        if key in ("_ema", "_ema_updates") or key.startswith("encoder.regression_head.") or key.endswith(".version"):
+        if key in (EMA_KEY, LEGACY_UPDATES_KEY) or key.startswith("encoder.regression_head.") or key.endswith(".version"):
             continue
         if key.startswith("classification_heads."):
             out["classifier." + key.split(".", 2)[2]] = value

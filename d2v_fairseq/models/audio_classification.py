@@ -27,7 +27,8 @@ from ..modules.pooling import POOLING, pool_frames
 from ..modules.seeding import seeded_generator
 from .data2vec2_audio import Data2Vec2AudioModel
 from .data2vec_audio import Data2VecAudioModel
-from .data2vec_multi import EMA_KEY, Data2VecMultiModel
+from ..modules.ema import EMA_KEY
+from .data2vec_multi import Data2VecMultiModel
 
 # the speech encoders a tagger can start from, by the model name their checkpoints carry
 ENCODERS = {"data2vec_audio": Data2VecAudioModel, "data2vec2_audio": Data2Vec2AudioModel,

@@ -11,8 +11,7 @@ A modality subclass provides four stages:
   a list of (B, T, C), computed with the EMA copy ``blocks`` of ``teacher_scope()``.
 
 A pre-training step is ``embed`` -> ``make_targets`` (teacher) -> ``predict_masked`` (``mask``,
-``encode_student``, the regression head) -> ``regress`` (loss and statistics); a training
-recipe that encodes the student differently (data2vec 2.0) overrides ``predict_masked`` only.
+``encode_student``, the regression head) -> ``regress`` (loss and statistics).
 
 The core adds the EMA teacher, target building, the regression head (``final_proj``, a
 Linear, unless the modality keeps its own: override ``regression_head``) and checkpointing.
@@ -25,18 +24,14 @@ import torch
 from fairseq.models import BaseFairseqModel
 from torch import nn
 
-from ..modules.ema import EMATeacher, ema_decay_at
-from ..modules.regression import feature_std, regression_loss
-from ..modules.targets import build_targets
-from .config import Data2VecSharedConfig, target_final_norm, target_layer_norm
+from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY, EMATeacher, TeacherOwner
+from ..modules.regression import checked_loss_scale, feature_std, regression_loss
+from ..modules.targets import build_targets, target_norms
+from .config import Data2VecSharedConfig
 
 logger = logging.getLogger(__name__)
 
-EMA_KEY = "_ema"
-EMA_UPDATES_KEY = "_ema_updates"
-
-
-class Data2VecModel(BaseFairseqModel):
+class Data2VecModel(TeacherOwner, BaseFairseqModel):
     """Student + EMA teacher + regression head; see the module docstring for the stages."""
 
     # whether ``teacher_scope()`` can include the positional encoder (ema_layers_only=false)
@@ -44,17 +39,6 @@ class Data2VecModel(BaseFairseqModel):
 
     # how this modality reads loss_scale <= 0 (text: as the reference does, 1/sqrt(dim))
     nonpositive_loss_scale_is_default = False
-
-    def effective_loss_scale(self, scale: Optional[float]) -> Optional[float]:
-        """The loss scale ``regression_loss`` gets (None: 1/sqrt(dim)). A literal scale <= 0
-        would train nothing (the loss is 0): text reads it as the reference does, the other
-        modalities refuse it."""
-        if scale is None or scale > 0:
-            return scale
-        if self.nonpositive_loss_scale_is_default:
-            return None
-        raise ValueError(f"model config: loss_scale={scale} makes the loss 0 (nothing trains); leave it unset "
-                         "(null: 1/sqrt(embedding dim)) or give a positive scale")
 
     def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, linear_head: bool = True):
         super().__init__()
@@ -65,14 +49,11 @@ class Data2VecModel(BaseFairseqModel):
         if not cfg.ema_layers_only and not self.teacher_can_copy_positions:
             raise ValueError(f"model config: ema_layers_only=false is not supported by {type(self).__name__} "
                              "(its teacher copies the Transformer blocks; the positional encoder is shared)")
-        self.target_layer_norm = target_layer_norm(cfg)
-        self.target_final_norm = target_final_norm(cfg)
-        self.loss_scale = self.effective_loss_scale(cfg.loss_scale)
+        self.target_layer_norm, self.target_final_norm = target_norms(cfg)
+        self.loss_scale = checked_loss_scale(cfg.loss_scale, self.nonpositive_loss_scale_is_default)
         self.final_proj: Optional[nn.Linear] = nn.Linear(embed_dim, embed_dim) if linear_head else None
         self.num_updates = 0
-        self.teacher: Optional[EMATeacher] = None
-        # the update count whose student the teacher has absorbed; -1: none yet
-        self.teacher_updates = -1
+        self.teacher: Optional[EMATeacher] = None  # built at the first training update (TeacherOwner)
 
     # --- stages a modality provides -------------------------------------------------------
     def teacher_scope(self) -> nn.Module:
@@ -103,20 +84,7 @@ class Data2VecModel(BaseFairseqModel):
         """Teacher: unmasked features (B, T, C) -> per-block features, each (B, T, C)."""
         raise NotImplementedError
 
-    # --- EMA teacher ----------------------------------------------------------------------
-    def ema_decay(self) -> float:
-        """tau at the current update."""
-        return ema_decay_at(
-            self.num_updates, self.cfg.ema_decay, self.cfg.ema_end_decay, self.cfg.ema_anneal_end_step
-        )
-
-    def _ensure_teacher(self) -> EMATeacher:
-        if self.teacher is None:
-            logger.info("making the EMA teacher from the student's current weights")
-            self.teacher = EMATeacher(self.teacher_scope())
-            self.teacher_updates = self.num_updates
-        return self.teacher
-
+    # --- EMA teacher (TeacherOwner) -------------------------------------------------------
     def set_num_updates(self, num_updates: int) -> None:
         """Called by fairseq before every forward of an update (several times with
         update_freq > 1): the teacher absorbs the student once per new update count."""
@@ -124,18 +92,15 @@ class Data2VecModel(BaseFairseqModel):
         self.num_updates = num_updates
         if self.regression_head() is None or not self.training:
             return
-        teacher = self._ensure_teacher()
-        if num_updates > self.teacher_updates:
-            scope = self.teacher_scope()
-            teacher.to(next(scope.parameters()).device)
-            teacher.step(scope, self.ema_decay())
-            self.teacher_updates = num_updates
+        if self.teacher is None:
+            self.make_teacher()
+        self.step_teacher(num_updates)
 
     # --- the training forward -------------------------------------------------------------
     @torch.no_grad()
     def make_targets(self, features: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Teacher targets (B, T, C) fp32 from the unmasked ``features`` (B, T, C)."""
-        teacher = self._ensure_teacher().to(features.device)
+        teacher = (self.teacher or self.make_teacher()).to(features.device)
         teacher.model.eval()
         layer_outputs = self.encode_teacher(features.detach().float(), padding_mask, teacher.model)
         return build_targets(
@@ -176,8 +141,7 @@ class Data2VecModel(BaseFairseqModel):
     def predict_masked(self, features, padding_mask, targets, sample_ids=None, **inputs):
         """The student's stage of a pre-training step: masks ``features`` (B, T, C), encodes the
         masked view, predicts at the masked steps. Returns (predictions (N, C), their targets
-        (N, C) taken from ``targets`` (B, T, C), the mask (B, T)); data2vec 2.0 overrides it to
-        encode several masked copies per teacher pass."""
+        (N, C) taken from ``targets`` (B, T, C), the mask (B, T))."""
         x, mask_indices = self.mask(features, padding_mask, sample_ids, **inputs)
         x = self.encode_student(x, padding_mask)
         return self.regression_head()(x[mask_indices]), targets[mask_indices], mask_indices  # masked steps only
@@ -216,46 +180,16 @@ class Data2VecModel(BaseFairseqModel):
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
-        """The student's state plus the teacher under ``_ema`` and its update count under ``_ema_updates``."""
+        """The student's state plus the teacher under ``_ema``."""
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        if self.teacher is not None:
-            state[prefix + EMA_KEY] = self.teacher.state_dict()
-            state[prefix + EMA_UPDATES_KEY] = torch.tensor(self.teacher_updates)
-        return state
-
-    def _report_shared_teacher_tensors(self, ema_state: Dict[str, torch.Tensor], ignored: List[str]) -> None:
-        """The saved teacher tensors this teacher shares with the student (not loaded): INFO
-        when they equal the student's, WARNING with the largest difference when they do not
-        (the reference's text teacher keeps its own token table when positions are sinusoidal)."""
-        # the student's tensor of the same name (the teacher's keys are relative to the copied part)
-        student = {k: v for k, v in nn.Module.state_dict(self).items() if not k.startswith(EMA_KEY)}
-        differ = {}
-        for key in ignored:
-            matches = [k for k in student if k == key or k.endswith("." + key)]
-            own = student[matches[0]] if len(matches) == 1 else None
-            if own is not None and own.shape == ema_state[key].shape:
-                gap = (own.float() - ema_state[key].float()).abs().max().item()
-                if gap > 0:
-                    differ[key] = gap
-        if differ:
-            worst = max(differ, key=differ.get)
-            logger.warning(f"EMA teacher: {len(differ)} saved tensor(s) differ from the student's, which the teacher "
-                           f"shares here and uses instead: largest difference {differ[worst]:.3g} in {worst}")
-        same = sorted(set(ignored) - set(differ))
-        if same:
-            logger.info(f"EMA teacher: not loaded (shared with the student): {same[:4]}{'...' if len(same) > 4 else ''}")
+        return self.teacher_state_into(state, prefix)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         ema_state = state_dict.pop(prefix + EMA_KEY, None)
-        ema_updates = state_dict.pop(prefix + EMA_UPDATES_KEY, None)
+        ema_updates = state_dict.pop(prefix + LEGACY_UPDATES_KEY, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if ema_state is None or self.regression_head() is None:
             # no saved teacher (or no pre-training): rebuild it from the loaded student when needed
             self.teacher = None
             return
-        self.teacher = EMATeacher(self.teacher_scope())
-        ignored = self.teacher.load_state_dict(ema_state)
-        if ignored:
-            self._report_shared_teacher_tensors(ema_state, ignored)
-        # released checkpoints have no update marker: their teacher holds the saved student
-        self.teacher_updates = int(ema_updates) if ema_updates is not None else self.num_updates
+        self.load_teacher(ema_state, ema_updates)

@@ -88,32 +88,3 @@ def shared_default(name: str, default):
     one declared above (``average_top_k_layers: int = shared_default("average_top_k_layers", 10)``)."""
     declared = Data2VecSharedConfig.__dataclass_fields__[name]
     return field(default=default, metadata=dict(declared.metadata))
-
-
-def target_layer_norm(cfg: Data2VecSharedConfig) -> str:
-    """The per-block target normalization named by the config's booleans."""
-    chosen = [
-        name
-        for name, key in (
-            ("instance", "instance_norm_target_layer"),
-            ("layer", "layer_norm_target_layer"),
-            ("batch", "batch_norm_target_layer"),
-            ("group", "group_norm_target_layer"),
-        )
-        if getattr(cfg, key)
-    ]
-    if len(chosen) > 1:
-        raise ValueError(
-            f"model config: at most one of instance/layer/batch/group_norm_target_layer may be "
-            f"true, got {chosen}"
-        )
-    return chosen[0] if chosen else "none"
-
-
-def target_final_norm(cfg: Data2VecSharedConfig) -> str:
-    """The normalization of the averaged target named by the config's booleans."""
-    if cfg.instance_norm_targets and cfg.layer_norm_targets:
-        raise ValueError("model config: instance_norm_targets and layer_norm_targets are exclusive")
-    if cfg.instance_norm_targets:
-        return "instance"
-    return "layer" if cfg.layer_norm_targets else "none"

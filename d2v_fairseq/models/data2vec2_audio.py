@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 
 from .config import shared_default
 from .data2vec_audio import Data2VecAudioConfig
-from .data2vec_multi import EMA_KEY, Data2VecMultiModel
+from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
+from .data2vec_multi import Data2VecMultiModel
 from .multi_config import Data2VecMultiConfig, Modality
 
 
@@ -154,7 +155,7 @@ def multi_state(state: Dict[str, torch.Tensor], ema_encoder_only: bool = False) 
     """A ``data2vec2_audio`` (speech-only 2.0 layout) state dict (student + ``_ema``) -> data2vec_multi's keys. With
     ``ema_encoder_only`` (the speech-only layout.s ``ema_layers_only``) the teacher holds the blocks alone, keyed
     without ``blocks.``; its saved layer norm and ALiBi scale are then the student's."""
-    out = _convert({k: v for k, v in state.items() if k not in (EMA_KEY, "_ema_updates", "mask_emb")}, teacher=False)
+    out = _convert({k: v for k, v in state.items() if k not in (EMA_KEY, LEGACY_UPDATES_KEY, "mask_emb")}, teacher=False)
     if EMA_KEY in state:
         teacher = _convert(state[EMA_KEY], teacher=True)
         if ema_encoder_only:

@@ -6,10 +6,9 @@ learned embedding. Student: fairseq's wav2vec 2.0 ``TransformerEncoder``. The pa
 are those of fairseq's released data2vec speech checkpoints.
 """
 
-import ast
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from fairseq.models import register_model
@@ -21,10 +20,9 @@ from fairseq.models.wav2vec.wav2vec2 import (
 from fairseq.modules import GradMultiply, LayerNorm
 from torch import nn
 
-from ..modules.alibi import AlibiBias
-from ..modules.conv_frontend import conv_features
+from ..modules.conv_frontend import conv_features, parse_conv_spec
 from ..modules.masking import channel_mask, span_mask
-from ..modules.transformer import pad_time, run_blocks, zero_padding
+from ..modules.transformer import pad_time, run_time_major_layers, zero_padding
 from .base import Data2VecModel
 from .config import Data2VecSharedConfig, shared_default
 
@@ -50,21 +48,6 @@ class Data2VecAudioConfig(Wav2Vec2Config, Data2VecSharedConfig):
                   "(padding leaks into the last valid frames through a multi-layer positional conv)"},
     )
 
-def parse_conv_layers(spec: str) -> List[Tuple[int, int, int]]:
-    """'[(512, 10, 5)] + [(512, 3, 2)] * 4' -> [(dim, kernel, stride), ...] without eval()."""
-    total: List[Tuple[int, int, int]] = []
-    for part in spec.split("+"):
-        part = part.strip()
-        repeat = 1
-        if "]" in part and "*" in part[part.rindex("]"):]:
-            part, times = part.rsplit("*", 1)
-            repeat = int(times.strip())
-        layers = ast.literal_eval(part.strip())
-        if not all(isinstance(l, tuple) and len(l) == 3 for l in layers):
-            raise ValueError(f"model config: conv_feature_layers={spec!r}: expected (dim, kernel, stride) tuples")
-        total.extend([tuple(int(v) for v in l) for l in layers] * repeat)
-    return total
-
 
 @register_model("data2vec_audio", dataclass=Data2VecAudioConfig)
 class Data2VecAudioModel(Data2VecModel):
@@ -72,16 +55,10 @@ class Data2VecAudioModel(Data2VecModel):
 
     # the teacher may keep its own positional conv (ema_layers_only=false)
     teacher_can_copy_positions = True
-    # masked frames take a learned embedding (2.0 zeroes them instead and has none)
-    uses_mask_embedding = True
-    # the core's Linear regression head (2.0 predicts with its decoder instead)
-    uses_linear_head = True
 
     def __init__(self, cfg: Data2VecAudioConfig):
-        super().__init__(cfg, cfg.encoder_embed_dim, linear_head=self.uses_linear_head)
-        # data2vec 2.0 sets an ALiBi bias module (part of the teacher's scope); v1 has none
-        self.alibi: Optional[AlibiBias] = None
-        self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
+        super().__init__(cfg, cfg.encoder_embed_dim)
+        self.conv_layers = parse_conv_spec(cfg.conv_feature_layers, "model.conv_feature_layers")
         conv_dim = self.conv_layers[-1][0]
         self.feature_extractor = ConvFeatureExtractionModel(
             conv_layers=self.conv_layers, dropout=0.0, mode=cfg.extractor_mode, conv_bias=cfg.conv_bias
@@ -89,8 +66,7 @@ class Data2VecAudioModel(Data2VecModel):
         self.layer_norm = LayerNorm(conv_dim)
         self.post_extract_proj = nn.Linear(conv_dim, cfg.encoder_embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
-        if self.uses_mask_embedding:
-            self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
         self.encoder = TransformerEncoder(cfg)
 
     @classmethod
@@ -99,13 +75,11 @@ class Data2VecAudioModel(Data2VecModel):
         return cls(cfg)
 
     def teacher_scope(self) -> nn.Module:
-        """The EMA copy's scope: blocks, the encoder's layer norm and the ALiBi scales (2.0);
-        the positional conv too with ``ema_layers_only=false``, else it is shared."""
+        """The EMA copy's scope: blocks and the encoder's layer norm; the positional conv too
+        with ``ema_layers_only=false``, else it is shared."""
         scope = {"layers": self.encoder.layers, "layer_norm": self.encoder.layer_norm}
         if not self.cfg.ema_layers_only:
             scope["pos_conv"] = self.encoder.pos_conv
-        if self.alibi is not None:
-            scope["alibi"] = self.alibi
         return nn.ModuleDict(scope)
 
     def truncate_blocks(self, keep: int) -> None:
@@ -165,42 +139,26 @@ class Data2VecAudioModel(Data2VecModel):
                 min_space=cfg.mask_min_space,
                 **seed_args,
             )
-            x = torch.where(mask_indices.unsqueeze(-1), self.masked_value(x), x)
+            x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
         if channels is not None and not cfg.mask_channel_before:
             x = x.masked_fill(channels[:, None, :], 0.0)
         return x, mask_indices
 
-    def masked_value(self, x: torch.Tensor) -> torch.Tensor:
-        """What a masked frame of ``x`` becomes: the learned mask embedding (C,)."""
-        return self.mask_emb.to(x.dtype)
-
     # --- Transformer ----------------------------------------------------------------------
-    def _encoder_input(self, x, padding_mask, blocks: nn.Module, keep: Optional[torch.Tensor] = None):
+    def _encoder_input(self, x, padding_mask, blocks: nn.Module):
         """Positional conv over the whole sequence + pre-block layer norm + padding to the
         required multiple; ``blocks`` is ``teacher_scope()``'s layout (the student's own modules
-        or the teacher's copy). With ``keep`` (B, T) bool, the same count in every row and no
-        padding, only the kept frames go on (data2vec 2.0's student).
+        or the teacher's copy).
 
-        ``x`` (B, T, C) -> (T', B, C), padding (B, T') or None, ALiBi bias (B * H, T', T') or None."""
+        ``x`` (B, T, C) -> (T', B, C), padding (B, T') or None."""
         enc = self.encoder
         pos_conv = blocks["pos_conv"] if "pos_conv" in blocks else enc.pos_conv
         x = zero_padding(x, padding_mask)
         x = x + self.positions(pos_conv, x, padding_mask)
-        B, T, C = x.shape
-        positions = torch.arange(T, device=x.device).expand(B, T)
-        if keep is not None:
-            if padding_mask is not None:
-                raise ValueError("encoding only the kept frames needs unpadded batches")
-            x = x[keep].view(B, -1, C)  # the kept frames in their order; every row keeps as many
-            positions = positions[keep].view(B, -1)
         if not enc.layer_norm_first:
             x = blocks["layer_norm"](x)
-        x, padding_mask, pad = pad_time(x, padding_mask, enc.required_seq_len_multiple)
-        bias = None
-        if "alibi" in blocks:
-            # distances between the frames' original positions, also when frames were left out
-            bias = blocks["alibi"](nn.functional.pad(positions, (0, pad)), padding_mask)
-        return x.transpose(0, 1), padding_mask, bias
+        x, padding_mask, _ = pad_time(x, padding_mask, enc.required_seq_len_multiple)
+        return x.transpose(0, 1), padding_mask
 
     def positions(self, pos_conv: nn.Module, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """The positional conv's output (B, T, C) for ``x`` (B, T, C) with padded frames zeroed.
@@ -226,19 +184,18 @@ class Data2VecAudioModel(Data2VecModel):
         the output of block i. Returns (list of (B, T, C), frame padding (B, T) or None)."""
         features, frame_padding = self.embed(source, padding_mask)
         T = features.size(1)
-        x, padded, bias = self._encoder_input(features, frame_padding, self.teacher_scope())
-        _, blocks = run_blocks(self.encoder.layers, x, padded, capture="block", attn_bias=bias)
+        x, padded = self._encoder_input(features, frame_padding, self.teacher_scope())
+        _, blocks = run_time_major_layers(self.encoder.layers, x, padded, capture="block")
         return [y.transpose(0, 1)[:, :T] for y in [x, *blocks]], frame_padding
 
-    def encode_student(self, x, padding_mask, layer: Optional[int] = None, keep: Optional[torch.Tensor] = None):
-        """Student Transformer on ``x`` (B, T, C) -> (B, T, C), or (B, kept, C) with ``keep``
-        (see ``_encoder_input``); ``layer`` stops after that block."""
+    def encode_student(self, x, padding_mask, layer: Optional[int] = None):
+        """Student Transformer on ``x`` (B, T, C) -> (B, T, C); ``layer`` stops after that block."""
         enc = self.encoder
-        T = x.size(1) if keep is None else int(keep[0].sum())
-        x, padding_mask, bias = self._encoder_input(x, padding_mask, self.teacher_scope(), keep)
+        T = x.size(1)
+        x, padding_mask = self._encoder_input(x, padding_mask, self.teacher_scope())
         x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
         layers = enc.layers if layer is None else enc.layers[: layer + 1]
-        x, _ = run_blocks(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0, attn_bias=bias)
+        x, _ = run_time_major_layers(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0)
         if enc.layer_norm_first and layer is None:
             x = enc.layer_norm(x)
         return x.transpose(0, 1)[:, :T]  # (T', B, C) -> (B, T, C), undo the time padding
@@ -246,13 +203,12 @@ class Data2VecAudioModel(Data2VecModel):
     def encode_teacher(self, features, padding_mask, blocks: nn.Module) -> List[torch.Tensor]:
         """The teacher's chosen feature of every block, each (B, T, C), from unmasked features."""
         T = features.size(1)
-        x, padding_mask, bias = self._encoder_input(features, padding_mask, blocks)
-        _, captured = run_blocks(
+        x, padding_mask = self._encoder_input(features, padding_mask, blocks)
+        _, captured = run_time_major_layers(
             blocks["layers"],
             x,
             padding_mask,
             capture=self.cfg.target_feature,
             attention_window=self.cfg.teacher_attention_window,
-            attn_bias=bias,
         )
         return [y.transpose(0, 1)[:, :T] for y in captured]

@@ -27,16 +27,15 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..modules.ema import EMATeacher, ema_decay_at
-from ..modules.multi_layers import Block, run_blocks, scaled_bias
-from ..modules.regression import feature_std, regression_loss
-from ..modules.targets import build_targets, normalize
+from ..modules.ema import EMA_KEY, EMATeacher, TeacherOwner
+from ..modules.multi_layers import Block, run_alibi_blocks, scaled_bias
+from ..modules.regression import check_collapse, checked_loss_scale, feature_std, regression_loss
+from ..modules.targets import build_targets, target_norms
 from .multi_config import Data2VecMultiConfig, Modality
 from .multi_encoders import ENCODERS, MaskSeeds, ModalityEncoder, view_without
 
 logger = logging.getLogger(__name__)
 
-EMA_KEY = "_ema"
 # a key some released speech checkpoints carry (wav2vec fine-tuning's mask embedding): unused here
 STRAY_KEYS = ("encoder_mask",)
 
@@ -52,18 +51,8 @@ def modality_of(value) -> Modality:
         raise ValueError(f"modality {value!r}: choose AUDIO, IMAGE or TEXT") from None
 
 
-def target_layer_norm_name(cfg: Data2VecMultiConfig) -> str:
-    """The per-block target normalization as ``modules/targets.py`` names it."""
-    chosen = [name for name, on in (("instance", cfg.instance_norm_target_layer),
-                                    ("batch", cfg.batch_norm_target_layer),
-                                    ("layer", cfg.layer_norm_target_layer)) if on]
-    if len(chosen) > 1:
-        raise ValueError(f"model config: more than one of instance/batch/layer_norm_target_layer is set ({chosen})")
-    return chosen[0] if chosen else "none"
-
-
 @register_model("data2vec_multi", dataclass=Data2VecMultiConfig)
-class Data2VecMultiModel(BaseFairseqModel):
+class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
     """data2vec 2.0; see the module docstring."""
 
     def __init__(self, cfg: Data2VecMultiConfig, modalities: List[Modality], task=None, skip_ema: bool = False):
@@ -75,10 +64,8 @@ class Data2VecMultiModel(BaseFairseqModel):
                              "(each modality has its own decoder: modalities.*.decoder)")
         if cfg.recon_loss > 0:
             raise ValueError("model config: recon_loss > 0 (pixel reconstruction) is not supported here")
-        if cfg.loss_scale is not None and cfg.loss_scale <= 0:
-            raise ValueError(f"model config: loss_scale={cfg.loss_scale} makes the loss 0 or negative; leave it "
-                             "null (1/sqrt(embed_dim)) or give a positive scale")
-        self.target_layer_norm = target_layer_norm_name(cfg)
+        self.loss_scale = checked_loss_scale(cfg.loss_scale)
+        self.target_layer_norm, self.target_final_norm = target_norms(cfg)
 
         def make_norm(dim: int) -> nn.LayerNorm:
             return nn.LayerNorm(dim, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine)
@@ -110,12 +97,9 @@ class Data2VecMultiModel(BaseFairseqModel):
             if cfg.decoder_group and "decoder" in name:
                 p.param_group = "decoder"
         self.num_updates = 0
-        # the update whose student the teacher absorbed last (0: the initial copy)
-        self.teacher_updates = 0
         self.teacher: Optional[EMATeacher] = None
         if not skip_ema:
-            self.teacher = EMATeacher(self.teacher_scope())
-            self.teacher.decay = cfg.ema_decay
+            self.make_teacher()  # the initial copy (TeacherOwner)
 
     @staticmethod
     def _mae_init(module: nn.Module) -> None:
@@ -158,29 +142,17 @@ class Data2VecMultiModel(BaseFairseqModel):
             scope.norm = self.norm
         return scope
 
-    def ema_decay(self, num_updates: int) -> float:
-        cfg = self.cfg
-        return ema_decay_at(num_updates, cfg.ema_decay, cfg.ema_end_decay, cfg.ema_anneal_end_step)
-
     def set_num_updates(self, num_updates: int) -> None:
         """Takes the EMA step for the student of update ``num_updates`` (fairseq calls this at the
-        start of the next update), once per update (``teacher_updates``: the last absorbed)."""
+        start of the next update), once per update (TeacherOwner)."""
         super().set_num_updates(num_updates)
         self.num_updates = num_updates
-        if self.teacher is None:
-            return
-        decay = self.ema_decay(num_updates)
-        if self.training and num_updates > self.teacher_updates:
-            self.teacher.to(next(self.parameters()).device)
-            self.teacher.step(self.teacher_scope(), decay)
-            self.teacher_updates = num_updates
-        self.teacher.decay = decay
+        if self.teacher is not None:
+            self.step_teacher(num_updates)
 
     def state_dict(self, destination=None, prefix="", keep_vars=False):
         state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
-        if self.teacher is not None:
-            state[prefix + EMA_KEY] = self.teacher.state_dict()
-        return state
+        return self.teacher_state_into(state, prefix)
 
     def load_state_dict(self, state_dict, strict: bool = True, model_cfg=None, args=None):
         """Loads the student, then the teacher from ``_ema`` (or a copy of the student)."""
@@ -192,18 +164,7 @@ class Data2VecMultiModel(BaseFairseqModel):
                 state_dict.pop(f"modality_encoders.{name}.{stray}", None)
         result = nn.Module.load_state_dict(self, state_dict, strict=strict)
         if self.teacher is not None:
-            self.teacher = EMATeacher(self.teacher_scope())
-            self.teacher.decay = self.ema_decay(self.num_updates)
-            # fairseq saves after an update's optimizer step and takes its EMA step at the start of
-            # the next update: a saved teacher holds the students up to the update before the saved one
-            self.teacher_updates = max(self.num_updates - 1, 0)
-            if saved is None:
-                logger.warning("checkpoint has no EMA teacher (_ema): the teacher starts as a copy of the student")
-            else:
-                ignored = self.teacher.load_state_dict(saved)
-                if ignored:
-                    logger.info(f"EMA teacher: {len(ignored)} saved tensors this teacher does not hold, not "
-                                f"loaded: {ignored[:3]}")
+            self.load_teacher(saved)
         return result
 
     def upgrade_state_dict_named(self, state_dict: Dict, name: str) -> Dict:
@@ -231,7 +192,7 @@ class Data2VecMultiModel(BaseFairseqModel):
     def run_shared_blocks(self, encoded: Dict, keep_targets: bool = False):
         """The shared blocks on an encoder's output -> (x (B, T, C), each block's target)."""
         x = self.dropout_input(encoded["x"])
-        x, targets = run_blocks(self.blocks, x, encoded["padding_mask"], encoded.get("alibi_bias"),
+        x, targets = run_alibi_blocks(self.blocks, x, encoded["padding_mask"], encoded.get("alibi_bias"),
                                 encoded.get("alibi_scale"), self.cfg.layerdrop, keep_targets)
         if self.norm is not None:
             x = self.norm(x)
@@ -258,20 +219,16 @@ class Data2VecMultiModel(BaseFairseqModel):
             else:
                 inputs = teacher_encoder.contextualized_features(local_features.float(), padding_mask, mask=False,
                                                                  remove_masked=False)
-        _, layer_targets = run_blocks(blocks, inputs["x"].float(), inputs["padding_mask"], inputs["alibi_bias"],
+        _, layer_targets = run_alibi_blocks(blocks, inputs["x"].float(), inputs["padding_mask"], inputs["alibi_bias"],
                                       inputs["alibi_scale"], keep_targets=True)
         extra = encoder.modality_cfg.num_extra_tokens
         layer_targets = [y[:, extra:] for y in layer_targets]
-        y = build_targets(layer_targets, self.cfg.average_top_k_layers, self.target_layer_norm)
-        if self.cfg.layer_norm_targets:
-            y = normalize(y, "layer")
-        if self.cfg.instance_norm_targets:
-            y = normalize(y, "instance")
-        return y
+        return build_targets(layer_targets, self.cfg.average_top_k_layers, self.target_layer_norm,
+                             self.target_final_norm)
 
     def regress(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-step loss (N,) between predictions and targets, both (N, C)."""
-        return regression_loss(pred, target, self.cfg.loss_beta, self.cfg.loss_scale)
+        return regression_loss(pred, target, self.cfg.loss_beta, self.loss_scale)
 
     def forward(self, source, target=None, id=None, mode=None, padding_mask=None, mask: bool = True,
                 features_only: bool = False, force_remove_masked: bool = False, remove_extra_tokens: bool = True,
@@ -323,18 +280,11 @@ class Data2VecMultiModel(BaseFairseqModel):
             result["pred_var"] = feature_std(pred)
             result["target_var"] = feature_std(y_masked)
             result["ema_decay"] = self.teacher.decay * 1000
-            self.check_collapse(result)
+            cfg = self.cfg
+            if self.training and self.num_updates >= cfg.var_check_after_updates:  # no host sync before
+                check_collapse(self.num_updates, float(result["target_var"]), float(result["pred_var"]),
+                               cfg.min_target_var, cfg.min_pred_var, cfg.var_check_after_updates, "model")
         return result
-
-    def check_collapse(self, result: Dict) -> None:
-        """Stops a collapsed run (after 5,000 updates, as the reference): target or prediction
-        std below ``min_target_var`` / ``min_pred_var``."""
-        if self.num_updates <= 5000:
-            return
-        for key, limit in (("target_var", self.cfg.min_target_var), ("pred_var", self.cfg.min_pred_var)):
-            if float(result[key]) < limit:
-                raise RuntimeError(f"{key}={float(result[key]):.4f} < model.min_{key}={limit} at update "
-                                   f"{self.num_updates}: the representation collapsed")
 
     def extract_features(self, source, mode=None, padding_mask=None, mask: bool = False,
                          remove_extra_tokens: bool = True) -> Dict:

@@ -27,7 +27,8 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..modules.transformer import run_blocks, zero_padding
+from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
+from ..modules.transformer import run_time_major_layers, zero_padding
 from .base import Data2VecModel
 from .config import Data2VecSharedConfig, shared_default
 
@@ -190,7 +191,7 @@ class Data2VecTextModel(Data2VecModel):
 
     def _blocks(self, x, padding_mask, layers, final_norm, **kwargs):
         x = zero_padding(x, padding_mask).transpose(0, 1)  # (B, T, C) -> (T, B, C)
-        x, captured = run_blocks(layers, x, padding_mask, **kwargs)
+        x, captured = run_time_major_layers(layers, x, padding_mask, **kwargs)
         if final_norm is not None:
             x = final_norm(x)
         return x.transpose(0, 1), captured
@@ -301,7 +302,7 @@ class Data2VecTextModel(Data2VecModel):
             return
         self.remove_pretraining_modules()
         for key in [k for k in state_dict if k.startswith(prefix + "encoder.regression_head.")
-                    or k in (prefix + "_ema", prefix + "_ema_updates")]:
+                    or k in (prefix + EMA_KEY, prefix + LEGACY_UPDATES_KEY)]:
             del state_dict[key]
         for key, value in self.state_dict().items():
             if key.startswith("classification_heads.") and prefix + key not in state_dict:

@@ -4,10 +4,9 @@ defaults), so that the ``cfg`` a released checkpoint carries and the reference's
 here unchanged. Nested configs use ``default_factory`` (a mutable default breaks Python 3.11).
 """
 
-import ast
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II, MISSING
@@ -182,6 +181,8 @@ class Data2VecMultiConfig(FairseqDataclass):
 
     min_target_var: float = field(default=0.1, metadata={"help": "stop if the target std falls below this"})
     min_pred_var: float = field(default=0.01, metadata={"help": "stop if the prediction std falls below this"})
+    var_check_after_updates: int = field(
+        default=5000, metadata={"help": "check min_target_var / min_pred_var from this update on"})
 
     supported_modality: Optional[Modality] = None
     mae_init: bool = False
@@ -195,29 +196,3 @@ class Data2VecMultiConfig(FairseqDataclass):
     d2v_loss: float = 1
 
     decoder_group: bool = False
-
-
-def parse_conv_spec(spec: str, key: str = "model.modalities.audio.feature_encoder_spec") -> List[Tuple[int, int, int]]:
-    """The conv front end's [(dim, kernel, stride), ...] from the reference's string form,
-    read without ``eval``: list and tuple literals of integers joined by ``+`` and ``* n``."""
-
-    def value(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, (ast.List, ast.Tuple)):
-            items = [value(n) for n in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = value(node.left), value(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise ValueError(f"{key}: {spec!r} is not a list of (dim, kernel, stride) tuples "
-                         f"(only list/tuple literals, + and * are read)")
-
-    try:
-        layers = value(ast.parse(spec, mode="eval").body)
-    except SyntaxError:
-        layers = None
-    if not isinstance(layers, list) or not layers or not all(
-            isinstance(t, tuple) and len(t) == 3 and all(isinstance(v, int) and v > 0 for v in t) for t in layers):
-        raise ValueError(f"{key}: {spec!r} is not a list of (dim, kernel, stride) tuples of positive integers")
-    return layers

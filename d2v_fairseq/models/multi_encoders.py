@@ -24,12 +24,14 @@ from fairseq.models.wav2vec import ConvFeatureExtractionModel
 from fairseq.modules import FairseqDropout, GradMultiply, LayerNorm, PositionalEmbedding, TransposeLast
 from torch import nn
 
-from ..modules.multi_layers import (BlockEncoder, ConvDecoder, alibi_bias, conv_stage, keep_bias, keep_rows,
+from ..modules.conv_frontend import parse_conv_spec
+from ..modules.alibi import alibi_bias
+from ..modules.multi_layers import (BlockEncoder, ConvDecoder, conv_stage, keep_bias, keep_rows,
                                     sincos_positions_2d)
 from ..modules.masking import channel_mask
-from ..modules.seeding import seeded_int, seeded_rng
+from ..modules.seeding import row_ids, seeded_int, seeded_rng
 from ..modules.vit import PatchEmbed
-from .multi_config import D2vAudioConfig, D2vImageConfig, D2vModalityConfig, D2vTextConfig, Modality, parse_conv_spec
+from .multi_config import D2vAudioConfig, D2vImageConfig, D2vModalityConfig, D2vTextConfig, Modality
 
 
 class MaskInfo(NamedTuple):
@@ -289,11 +291,8 @@ class ModalityEncoder(nn.Module):
         """(seed, update, a distinct key (rows,) per row: sample id * clone_batch + copy). Without
         seeds (features, unit tests), the row index stands in for the id."""
         if seeds is None:
-            return 0, 0, torch.arange(rows)
-        ids = seeds.ids.detach().cpu().long()
-        if clone_batch > 1:
-            ids = (ids[:, None] * clone_batch + torch.arange(clone_batch)[None]).reshape(-1)
-        return int(seeds.seed), int(seeds.update), ids
+            return 0, 0, row_ids(rows)
+        return int(seeds.seed), int(seeds.update), row_ids(len(seeds.ids), seeds.ids, clone_batch)
 
     def decoder_input(self, x: torch.Tensor, mask_info: Optional[MaskInfo]) -> torch.Tensor:
         """The student's output ``x`` (B', K + extra, C) -> the decoder's input (B', T, C): the kept
@@ -322,7 +321,7 @@ class AudioEncoder(ModalityEncoder):
 
     def __init__(self, cfg: D2vAudioConfig, embed_dim: int, make_block, make_norm, layer_norm_first: bool):
         super().__init__(cfg, embed_dim, make_block, make_norm, layer_norm_first)
-        self.feature_enc_layers = parse_conv_spec(cfg.feature_encoder_spec)
+        self.feature_enc_layers = parse_conv_spec(cfg.feature_encoder_spec, "model.modalities.audio.feature_encoder_spec")
         width = self.feature_enc_layers[-1][0]
         self.local_encoder = ConvFeatureExtractionModel(self.feature_enc_layers, dropout=0.0, mode=cfg.extractor_mode,
                                                         conv_bias=False)

@@ -32,7 +32,8 @@ from fairseq.models.roberta.model import RobertaClassificationHead
 from omegaconf import II, MISSING, OmegaConf, open_dict
 from torch import nn
 
-from .data2vec_multi import EMA_KEY, Data2VecMultiModel
+from ..modules.ema import EMA_KEY
+from .data2vec_multi import Data2VecMultiModel
 from .multi_config import Modality
 
 logger = logging.getLogger(__name__)

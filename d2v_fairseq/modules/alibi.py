@@ -1,12 +1,12 @@
-"""ALiBi attention biases (Press et al., 2022), symmetric for an encoder, with a learned
-per-head scale as data2vec 2.0's speech release uses: bias[h, i, j] = -|p_i - p_j| * slope_h * scale_h.
+"""ALiBi attention biases (Press et al., 2022), symmetric for an encoder: bias[h, i, j] =
+-distance(i, j) * slope_h, over a sequence (1-D) or a square grid of patches (2-D); data2vec 2.0
+scales them per block and head (``multi_layers.scaled_bias``).
 """
 
 import math
-from typing import List, Optional
+from typing import List
 
 import torch
-from torch import nn
 
 
 def alibi_slopes(heads: int) -> List[float]:
@@ -22,25 +22,27 @@ def alibi_slopes(heads: int) -> List[float]:
     return power_of_two(lower) + power_of_two(2 * lower)[0::2][: heads - lower]
 
 
-class AlibiBias(nn.Module):
-    """Builds the additive attention bias for frames at given positions.
+def alibi_distances(length: int, dims: int = 1, distance: str = "manhattan") -> torch.Tensor:
+    """Negative distances (T, T) between the steps of a sequence (``dims`` 1) or the patches of
+    a square grid of ``length`` patches, row-major (``dims`` 2; manhattan or euclidean)."""
+    if dims == 1:
+        pos = torch.arange(length)
+        return -(pos[None, :] - pos[:, None]).abs().float()
+    side = math.isqrt(length)
+    if side * side != length:
+        raise ValueError(f"2-D ALiBi needs a square grid; {length} patches")
+    rows, cols = torch.arange(length) // side, torch.arange(length) % side
+    dr, dc = (rows[:, None] - rows[None, :]).abs().float(), (cols[:, None] - cols[None, :]).abs().float()
+    if distance == "manhattan":
+        return -(dr + dc)
+    if distance == "euclidean":
+        return -torch.sqrt(dr ** 2 + dc ** 2)
+    raise ValueError(f"model config: alibi_distance={distance!r}; choose manhattan or euclidean")
 
-    ``scale`` (H,) starts at ``scale_init`` and is learned when ``learned``; it is clamped at 0
-    so a head can switch its distance penalty off but never reward distance."""
 
-    def __init__(self, heads: int, scale_init: float = 1.0, learned: bool = True):
-        super().__init__()
-        self.heads = heads
-        self.register_buffer("slopes", torch.tensor(alibi_slopes(heads)), persistent=False)
-        self.scale = nn.Parameter(torch.full((heads,), float(scale_init)), requires_grad=learned)
-
-    def forward(self, positions: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``positions`` (B, T) frame indices in the original sequence, ``padding_mask`` (B, T)
-        -> bias (B * H, T, T) for torch's multi-head attention (-inf at padded keys)."""
-        B, T = positions.shape
-        distance = (positions[:, None, :] - positions[:, :, None]).abs().float()  # (B, T, T)
-        per_head = (self.slopes * self.scale.clamp_min(0)).view(1, -1, 1, 1)
-        bias = -distance[:, None] * per_head  # (B, H, T, T)
-        if padding_mask is not None:
-            bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
-        return bias.reshape(B * self.heads, T, T)
+def alibi_bias(batch: int, length: int, heads: int, dims: int = 1, distance: str = "manhattan",
+               device=None, dtype=torch.float32) -> torch.Tensor:
+    """ALiBi's bias (B, H, T, T): each head's slope times the negative distance."""
+    slopes = torch.tensor(alibi_slopes(heads))
+    bias = slopes[:, None, None] * alibi_distances(length, dims, distance)[None]
+    return bias.to(device=device, dtype=dtype).unsqueeze(0).expand(batch, -1, -1, -1)

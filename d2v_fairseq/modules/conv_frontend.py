@@ -8,7 +8,8 @@ norm and GELU run on contiguous memory. Same results to float tolerance (tested)
 1.7x (512 channels) to 2.5x (64 channels) faster on CPU for forward + backward.
 """
 
-from typing import Optional
+import ast
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -50,3 +51,30 @@ def conv_features(extractor: nn.Module, source: torch.Tensor) -> torch.Tensor:
         ).type_as(y)
         x = F.gelu(y)
     return x
+
+
+def parse_conv_spec(spec: str, key: str) -> List[Tuple[int, int, int]]:
+    """The conv front end's [(dim, kernel, stride), ...] from the string form both references use
+    (``'[(512, 10, 5)] + [(512, 3, 2)] * 4'``), read without ``eval``: list and tuple literals of
+    integers joined by ``+`` and ``* n``. ``key`` names the config key in errors."""
+
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(n) for n in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = value(node.left), value(node.right)
+            return left + right if isinstance(node.op, ast.Add) else left * right
+        raise ValueError(f"{key}: {spec!r} is not a list of (dim, kernel, stride) tuples "
+                         f"(only list/tuple literals, + and * are read)")
+
+    try:
+        layers = value(ast.parse(spec, mode="eval").body)
+    except SyntaxError:
+        layers = None
+    if not isinstance(layers, list) or not layers or not all(
+            isinstance(t, tuple) and len(t) == 3 and all(isinstance(v, int) and v > 0 for v in t) for t in layers):
+        raise ValueError(f"{key}: {spec!r} is not a list of (dim, kernel, stride) tuples of positive integers")
+    return layers

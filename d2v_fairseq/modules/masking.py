@@ -12,18 +12,14 @@ import numpy as np
 import torch
 from fairseq.data.data_utils import compute_mask_indices
 
-from .seeding import seeded_rng
+from .seeding import row_ids, seeded_rng
 
 
 def _seeding(seed: int, num_updates: int, sample_ids: Optional[Sequence[int]], batch: int) -> dict:
     """compute_mask_indices' own seeding arguments (fairseq derives each row's generator from
     them itself); without sample ids, the batch position stands in for the id."""
-    if sample_ids is None:
-        ids = torch.arange(batch)
-    else:
-        ids = torch.as_tensor([int(i) for i in sample_ids])
     # seed * 2: the value earlier versions passed (kept, so that span masks stay as they were)
-    return {"seed": int(seed) * 2, "epoch": int(num_updates), "indices": ids}
+    return {"seed": int(seed) * 2, "epoch": int(num_updates), "indices": row_ids(batch, sample_ids)}
 
 
 def span_mask(
@@ -156,42 +152,3 @@ def block_mask(
         for i in ids
     ]
     return torch.from_numpy(np.stack(masks).reshape(batch, -1)).to(device)
-
-
-def exact_span_mask(
-    rows: int,
-    length: int,
-    mask_prob: float,
-    span: int,
-    *,
-    seed: int,
-    num_updates: int,
-    sample_ids: Optional[Sequence[int]] = None,
-    copies: int = 1,
-    device: Optional[torch.device] = None,
-) -> torch.Tensor:
-    """data2vec 2.0's speech masks: (rows * copies, length) bool, row ``i * copies + c`` the mask
-    of copy ``c`` of sample ``i``, with exactly ``int(mask_prob * length)`` masked frames in every row.
-
-    Spans of ``span`` frames around centres taken in a random order are added until the count
-    is reached; the last span is trimmed at random to hit it exactly. Each row is drawn from
-    (seed, update, sample id, copy) alone, so runs repeat and resume exactly.
-    """
-    target = int(mask_prob * length)
-    if not 0 <= target <= length:
-        raise ValueError(f"mask_prob={mask_prob} must be in [0, 1]")
-    ids = range(rows) if sample_ids is None else [int(i) for i in sample_ids]
-    if len(ids) != rows:
-        raise ValueError(f"{len(ids)} sample ids for {rows} rows")
-    half = span // 2
-    masks = np.zeros((rows * copies, length), dtype=bool)
-    for row, (sample_id, copy) in enumerate((i, c) for i in ids for c in range(copies)):
-        rng = seeded_rng(seed, num_updates, sample_id, copy, 2)
-        rank = rng.permutation(length)  # rank[c]: when the span centred on frame c is added
-        # frame f is first covered by the earliest span whose centre lies within +-half of f
-        padded = np.concatenate([np.full(half, length), rank, np.full(span - 1 - half, length)])
-        first_cover = np.lib.stride_tricks.sliding_window_view(padded, span).min(axis=1)
-        # the `target` earliest-covered frames; ties (frames of one span) broken at random
-        order = np.lexsort((rng.random(length), first_cover))
-        masks[row, order[:target]] = True
-    return torch.from_numpy(masks).to(device)

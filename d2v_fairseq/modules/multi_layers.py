@@ -8,7 +8,6 @@ MAE's fixed 2-D sin-cos positions.
 Plain PyTorch (and fairseq's small layers); no registries.
 """
 
-import math
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch.nn.functional as F
 from fairseq.modules import LayerNorm, SamePad, SamePad2d, TransposeLast
 from torch import nn
 
-from .alibi import alibi_slopes
 from .vit import DropPath
 
 
@@ -108,7 +106,7 @@ def scaled_bias(bias: Optional[torch.Tensor], scale: Optional[torch.Tensor], lay
     return bias * (scale[layer] if scale.size(0) > 1 else scale.squeeze(0)).type_as(bias)
 
 
-def run_blocks(blocks, x: torch.Tensor, padding_mask: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+def run_alibi_blocks(blocks, x: torch.Tensor, padding_mask: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                scale: Optional[torch.Tensor], layerdrop: float = 0.0, keep_targets: bool = False
                ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """``blocks`` on ``x`` (B, T, C), each with its scaled ALiBi bias; in training a block is
@@ -140,7 +138,7 @@ class BlockEncoder(nn.Module):
     def forward(self, x, padding_mask, bias, scale):
         if self.norm is not None and not self.layer_norm_first:
             x = self.norm(x)
-        x, _ = run_blocks(self.blocks, self.dropout(x), padding_mask, bias, scale, self.layerdrop)
+        x, _ = run_alibi_blocks(self.blocks, self.dropout(x), padding_mask, bias, scale, self.layerdrop)
         if self.norm is not None and self.layer_norm_first:
             x = self.norm(x)
         return x
@@ -201,32 +199,6 @@ class ConvDecoder(nn.Module):
             y = stage(x)
             x = x + y if self.residual and y.shape == x.shape else y
         return self.proj(x.reshape(B, x.size(1), T).transpose(1, 2))
-
-
-def alibi_distances(length: int, dims: int = 1, distance: str = "manhattan") -> torch.Tensor:
-    """Negative distances (T, T) between the steps of a sequence (``dims`` 1) or the patches of
-    a square grid of ``length`` patches, row-major (``dims`` 2; manhattan or euclidean)."""
-    if dims == 1:
-        pos = torch.arange(length)
-        return -(pos[None, :] - pos[:, None]).abs().float()
-    side = math.isqrt(length)
-    if side * side != length:
-        raise ValueError(f"2-D ALiBi needs a square grid; {length} patches")
-    rows, cols = torch.arange(length) // side, torch.arange(length) % side
-    dr, dc = (rows[:, None] - rows[None, :]).abs().float(), (cols[:, None] - cols[None, :]).abs().float()
-    if distance == "manhattan":
-        return -(dr + dc)
-    if distance == "euclidean":
-        return -torch.sqrt(dr ** 2 + dc ** 2)
-    raise ValueError(f"model config: alibi_distance={distance!r}; choose manhattan or euclidean")
-
-
-def alibi_bias(batch: int, length: int, heads: int, dims: int = 1, distance: str = "manhattan",
-               device=None, dtype=torch.float32) -> torch.Tensor:
-    """ALiBi's bias (B, H, T, T): each head's slope times the negative distance."""
-    slopes = torch.tensor(alibi_slopes(heads))
-    bias = slopes[:, None, None] * alibi_distances(length, dims, distance)[None]
-    return bias.to(device=device, dtype=dtype).unsqueeze(0).expand(batch, -1, -1, -1)
 
 
 def keep_rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -33,3 +33,15 @@ def seeded_int(seed: int, *keys: Key, high: int = 2**31 - 1) -> int:
 def seeded_generator(seed: int, *keys: Key) -> torch.Generator:
     """A torch CPU generator that is a function of (seed, *keys) alone."""
     return torch.Generator().manual_seed(seeded_int(seed, *keys, high=2**63 - 1))
+
+
+def row_ids(rows: int, sample_ids=None, copies: int = 1) -> torch.Tensor:
+    """The key (rows * copies,) each row of a batch draws its mask from: the sample's id (its
+    batch position when the task passes none), and with ``copies`` masked copies of every sample
+    ``id * copies + copy`` for copy ``copy`` (copies of a sample adjacent, as data2vec 2.0 lays
+    them out). Every masking path of every model family takes its row keys from here."""
+    ids = torch.arange(rows) if sample_ids is None else torch.as_tensor([int(i) for i in sample_ids])
+    ids = ids.detach().cpu().long()
+    if copies > 1:
+        ids = (ids[:, None] * copies + torch.arange(copies)[None]).reshape(-1)
+    return ids

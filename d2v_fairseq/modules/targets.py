@@ -4,7 +4,7 @@ data2vec (Baevski et al., 2022, sec. 3.3): instance norm per layer for speech, l
 text and vision; the average may be normalized again.
 """
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,18 +33,42 @@ def normalize(y: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown target normalization {how!r}; choose one of {LAYER_NORMS}")
 
 
+# the config flags (v1 and 2.0 name them alike; a flag a config lacks is off) -> normalization
+LAYER_NORM_FLAGS = (("instance", "instance_norm_target_layer"), ("layer", "layer_norm_target_layer"),
+                    ("batch", "batch_norm_target_layer"), ("group", "group_norm_target_layer"))
+FINAL_NORM_FLAGS = (("layer", "layer_norm_targets"), ("instance", "instance_norm_targets"))
+
+
+def target_norms(cfg) -> Tuple[str, Tuple[str, ...]]:
+    """(per-block normalization, normalizations of the average in the order applied) named by a
+    model config's boolean flags: at most one per-block flag; ``layer_norm_targets`` then
+    ``instance_norm_targets`` on the average, as both references apply them."""
+    chosen = [name for name, flag in LAYER_NORM_FLAGS if getattr(cfg, flag, False)]
+    if len(chosen) > 1:
+        raise ValueError(f"model config: at most one of instance/layer/batch/group_norm_target_layer may be "
+                         f"true, got {chosen}")
+    final = tuple(name for name, flag in FINAL_NORM_FLAGS if getattr(cfg, flag, False))
+    return (chosen[0] if chosen else "none"), final
+
+
 def build_targets(
-    layer_outputs: Sequence[torch.Tensor], top_k: int, layer_norm: str, final_norm: str = "none"
+    layer_outputs: Sequence[torch.Tensor], top_k: int, layer_norm: str,
+    final_norm: Union[str, Sequence[str]] = (),
 ) -> torch.Tensor:
     """Average of the last ``top_k`` entries of ``layer_outputs`` (each (B, T, C)), each
-    normalized by ``layer_norm``; the average is then normalized by ``final_norm``.
+    normalized by ``layer_norm``; the average is then normalized by ``final_norm`` (one name or
+    several, applied in order).
 
     Returns (B, T, C) fp32.
     """
     if not 1 <= top_k <= len(layer_outputs):
         raise ValueError(f"average_top_k_layers={top_k} must be in [1, {len(layer_outputs)}]")
-    if final_norm not in FINAL_NORMS:
-        raise ValueError(f"unknown final target normalization {final_norm!r}; choose one of {FINAL_NORMS}")
+    finals = (final_norm,) if isinstance(final_norm, str) else tuple(final_norm)
+    for name in finals:
+        if name not in FINAL_NORMS:
+            raise ValueError(f"unknown final target normalization {name!r}; choose one of {FINAL_NORMS}")
     chosen: List[torch.Tensor] = [normalize(y, layer_norm) for y in layer_outputs[-top_k:]]
     target = sum(chosen) / len(chosen)
-    return normalize(target, final_norm)
+    for name in finals:
+        target = normalize(target, name)
+    return target if finals else target.float()

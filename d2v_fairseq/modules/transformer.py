@@ -84,7 +84,7 @@ def run_block(
     return x, {"attn": attn, "ffn": ffn, "ffn-residual": ffn_residual, "block": x}
 
 
-def run_blocks(
+def run_time_major_layers(
     layers: nn.ModuleList,
     x: torch.Tensor,
     padding_mask: Optional[torch.Tensor],

@@ -18,7 +18,7 @@ from omegaconf import II, MISSING
 
 from ..models.pretrained import keep_resolved_config
 from ..data.classes import count_classes
-from ..data.images import ImageDataError, ImageFolderDataset
+from ..data.images import ImageDataError, ImageFolderDataset, folder_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -167,10 +167,13 @@ class MaeImagePretrainingTask(ImagePretrainingTask):
     def load_dataset(self, split: str, combine=False, task_cfg=None, **kwargs):
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")
         if not os.path.isfile(manifest):
-            hint = (f"{self.cfg.data}/{split} is an image folder: write manifests with `d2v prepare images "
-                    f"{self.cfg.data} OUT` and set task.data=OUT" if os.path.isdir(os.path.join(self.cfg.data, split))
-                    else "set task.data to a folder written by `d2v prepare images`")
-            raise ImageDataError(f"task.data: {manifest} not found; {hint}")
+            if not os.path.isdir(os.path.join(self.cfg.data, split)):
+                raise ImageDataError(f"task.data: neither {manifest} nor the image folder {self.cfg.data}/{split}/CLASS/* "
+                                     "is there; give an image-folder root (train/, val/) or a folder written by "
+                                     "`d2v prepare images`")
+            # the reference's layout: task.data is an image-folder root (ImageNet's train/ and val/)
+            manifest = folder_manifest(self.cfg.data, split)
+            logger.info(f"{self.cfg.data}/{split}: an image folder, read through the manifest {manifest}")
         train = split == self.cfg.train_subset and not self.cfg.no_transform
         try:
             images = ImageFolderDataset(manifest, image_size=self.cfg.input_size, train=train, seed=self.cfg.seed,

@@ -46,7 +46,7 @@ def test_values_are_parsed_and_defaulted():
     assert parse_values(STUDIES["target"], None, recipe) == ["ffn", "ffn-residual", "attn", "block"]
     assert parse_values(STUDIES["context"], None, recipe) == ["2", "8", "32", "full"]
     assert parse_values(STUDIES["context"], "0.25,full", recipe) == ["0.25", "full"]
-    assert ablation.config_value(STUDIES["context"], "full") == "0"
+    assert STUDIES["context"].config_value("full") == "0"
     with pytest.raises(StudyError, match="no such recipe"):
         load_recipe("/nonexistent/recipe.yaml")
 

@@ -23,28 +23,85 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from d2v_fairseq.modules.alibi import AlibiBias
-from d2v_fairseq.modules.conv_decoder import ConvDecoder1d
-from d2v_fairseq.modules.masking import exact_span_mask
 from d2v_fairseq.models.data2vec2_audio import Data2Vec2AudioConfig
 from d2v_fairseq.models.data2vec_audio import Data2VecAudioModel
+from d2v_fairseq.modules.transformer import pad_time, run_time_major_layers, zero_padding
+
+from .speech_only_layers import AlibiBias, ConvDecoder1d, exact_span_mask
 
 
 class Data2Vec2AudioModel(Data2VecAudioModel):
     """data2vec 2.0 speech model; see the module docstring."""
 
-    uses_mask_embedding = False
-    uses_linear_head = False
-
     def __init__(self, cfg: Data2Vec2AudioConfig):
         super().__init__(cfg)
         if cfg.clone_batch < 1:
             raise ValueError(f"model config: clone_batch={cfg.clone_batch} must be >= 1")
+        # no mask embedding (masked frames are zeroed) and no Linear head (the decoder predicts)
+        del self.mask_emb, self.final_proj
+        self.final_proj = None
+        self.register_buffer("mask_emb", torch.zeros(cfg.encoder_embed_dim), persistent=False)
+        self.alibi: Optional[AlibiBias] = None
         if cfg.use_alibi:
             self.alibi = AlibiBias(cfg.encoder_attention_heads, cfg.alibi_scale_init, cfg.learned_alibi_scale)
         self.decoder: Optional[ConvDecoder1d] = ConvDecoder1d(
             cfg.encoder_embed_dim, cfg.decoder_dim, cfg.decoder_layers, cfg.decoder_kernel, cfg.decoder_groups
         )
+
+    def teacher_scope(self) -> nn.Module:
+        """v1's scope plus the ALiBi scales."""
+        scope = super().teacher_scope()
+        if self.alibi is not None:
+            scope["alibi"] = self.alibi
+        return scope
+
+    def _encoder_input(self, x, padding_mask, blocks: nn.Module, keep: Optional[torch.Tensor] = None):
+        """v1's, plus: with ``keep`` (B, T) bool (the same count in every row, no padding) only the
+        kept frames go on; the ALiBi bias (B * H, T', T') from the frames' original positions.
+        Returns (T', B, C), padding (B, T') or None, bias or None."""
+        enc = self.encoder
+        pos_conv = blocks["pos_conv"] if "pos_conv" in blocks else enc.pos_conv
+        x = zero_padding(x, padding_mask)
+        x = x + self.positions(pos_conv, x, padding_mask)
+        B, T, C = x.shape
+        positions = torch.arange(T, device=x.device).expand(B, T)
+        if keep is not None:
+            if padding_mask is not None:
+                raise ValueError("encoding only the kept frames needs unpadded batches")
+            x = x[keep].view(B, -1, C)  # the kept frames in their order; every row keeps as many
+            positions = positions[keep].view(B, -1)
+        if not enc.layer_norm_first:
+            x = blocks["layer_norm"](x)
+        x, padding_mask, pad = pad_time(x, padding_mask, enc.required_seq_len_multiple)
+        bias = None
+        if "alibi" in blocks:
+            bias = blocks["alibi"](nn.functional.pad(positions, (0, pad)), padding_mask)
+        return x.transpose(0, 1), padding_mask, bias
+
+    def hidden_states(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+        features, frame_padding = self.embed(source, padding_mask)
+        T = features.size(1)
+        x, padded, bias = self._encoder_input(features, frame_padding, self.teacher_scope())
+        _, blocks = run_time_major_layers(self.encoder.layers, x, padded, capture="block", attn_bias=bias)
+        return [y.transpose(0, 1)[:, :T] for y in [x, *blocks]], frame_padding
+
+    def encode_student(self, x, padding_mask, layer: Optional[int] = None, keep: Optional[torch.Tensor] = None):
+        enc = self.encoder
+        T = x.size(1) if keep is None else int(keep[0].sum())
+        x, padding_mask, bias = self._encoder_input(x, padding_mask, self.teacher_scope(), keep)
+        x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
+        layers = enc.layers if layer is None else enc.layers[: layer + 1]
+        x, _ = run_time_major_layers(layers, x, padding_mask, layerdrop=enc.layerdrop if self.training else 0.0, attn_bias=bias)
+        if enc.layer_norm_first and layer is None:
+            x = enc.layer_norm(x)
+        return x.transpose(0, 1)[:, :T]
+
+    def encode_teacher(self, features, padding_mask, blocks: nn.Module):
+        T = features.size(1)
+        x, padding_mask, bias = self._encoder_input(features, padding_mask, blocks)
+        _, captured = run_time_major_layers(blocks["layers"], x, padding_mask, capture=self.cfg.target_feature,
+                                 attention_window=self.cfg.teacher_attention_window, attn_bias=bias)
+        return [y.transpose(0, 1)[:, :T] for y in captured]
 
     def regression_head(self) -> Optional[nn.Module]:
         """The conv decoder, (B, T, C) -> (B, T, C); None once removed for fine-tuning."""
@@ -53,10 +110,6 @@ class Data2Vec2AudioModel(Data2VecAudioModel):
     def drop_regression_head(self) -> None:
         """Removes the decoder (fine-tuning needs none)."""
         self.decoder = None
-
-    def masked_value(self, x: torch.Tensor) -> torch.Tensor:
-        """Masked frames are zeroed (2.0 has no mask embedding)."""
-        return x.new_zeros(())
 
     # --- the 2.0 training forward ---------------------------------------------------------
     def clone_masks(self, batch: int, frames: int, sample_ids: Optional[Sequence[int]], device) -> torch.Tensor:

@@ -3,7 +3,8 @@ import torch
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
 
 from d2v_fairseq.criterions import Data2VecRegressionCriterion
-from d2v_fairseq.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel, parse_conv_layers
+from d2v_fairseq.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
+from d2v_fairseq.modules.conv_frontend import parse_conv_spec
 from d2v_fairseq.modules.regression import regression_loss
 
 from ..conftest import tiny_audio_cfg
@@ -25,7 +26,7 @@ def test_paper_defaults():
     assert (cfg.ema_decay, cfg.ema_end_decay, cfg.ema_anneal_end_step) == (0.999, 0.9999, 30000)
     assert cfg.instance_norm_target_layer and (cfg.mask_prob, cfg.mask_length) == (0.65, 10)
     assert (cfg.encoder_layers, cfg.encoder_embed_dim) == (12, 768)
-    assert parse_conv_layers(cfg.conv_feature_layers) == [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+    assert parse_conv_spec(cfg.conv_feature_layers, "model.conv_feature_layers") == [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
 
 def test_forward_shapes_and_finite_loss(tiny_model, waveforms):
@@ -113,10 +114,11 @@ def test_state_dict_carries_the_teacher_and_restores_it(tiny_model, waveforms):
     assert not any(k.startswith("pos_conv") for k in state["_ema"])  # shared, not EMA'd
     torch.manual_seed(5)
     other = Data2VecAudioModel(tiny_audio_cfg())
+    other.set_num_updates(2)  # as fairseq's trainer does on resume: the saved count, before the weights load
     other.load_state_dict(state)
     for k, v in tiny_model.teacher.state_dict().items():
         assert torch.equal(other.teacher.state_dict()[k], v), k
-    assert other.teacher_updates == 1
+    assert other.teacher_updates == 1  # saved after update 2's optimizer step: it holds update 1's student
 
 
 def test_features_only_and_remove_pretraining_modules(tiny_model, waveforms):

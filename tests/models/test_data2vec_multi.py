@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from d2v_fairseq.models.data2vec_multi import Data2VecMultiModel
-from d2v_fairseq.models.multi_config import Data2VecMultiConfig, parse_conv_spec
+from d2v_fairseq.models.multi_config import Data2VecMultiConfig
+from d2v_fairseq.modules.conv_frontend import parse_conv_spec
 from d2v_fairseq.modules.multi_layers import sincos_positions_2d
 
 from ..helpers import reference_v2 as ref
@@ -172,7 +173,7 @@ def test_unsupported_and_bad_settings_fail_with_the_config_key():
 
 
 def test_conv_spec_is_read_without_eval():
-    assert parse_conv_spec("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [(512, 10, 5), (512, 3, 2), (512, 3, 2)]
+    assert parse_conv_spec("[(512, 10, 5)] + [(512, 3, 2)] * 2", "key") == [(512, 10, 5), (512, 3, 2), (512, 3, 2)]
 
 
 def test_sincos_positions_equal_mae_s():
@@ -190,5 +191,5 @@ def test_a_collapsed_run_stops_after_5000_updates_naming_the_limit():
     source, _ = ref.tiny_inputs("IMAGE")
     model(source)  # early updates: no check
     model.num_updates = 5001
-    with pytest.raises(RuntimeError, match="target_var=.* < model.min_target_var=10.0 at update 5001"):
+    with pytest.raises(RuntimeError, match="target_var=.* fell below model.min_target_var=10.0 at update 5001"):
         model(source)

@@ -210,8 +210,11 @@ def test_loss_scale_zero_reads_as_the_reference_reads_it_for_text_and_is_refused
     from d2v_fairseq.models.base import Data2VecModel
     from d2v_fairseq.models.data2vec_text import Data2VecTextModel
 
-    assert Data2VecTextModel.effective_loss_scale(Data2VecTextModel, 0.0) is None  # 1/sqrt(dim)
-    assert Data2VecTextModel.effective_loss_scale(Data2VecTextModel, 1.0) == 1.0
-    assert Data2VecModel.effective_loss_scale(Data2VecModel, None) is None
+    from d2v_fairseq.modules.regression import checked_loss_scale
+
+    text_default = Data2VecTextModel.nonpositive_loss_scale_is_default
+    assert checked_loss_scale(0.0, text_default) is None  # 1/sqrt(dim)
+    assert checked_loss_scale(1.0, text_default) == 1.0
+    assert checked_loss_scale(None, Data2VecModel.nonpositive_loss_scale_is_default) is None
     with _pytest.raises(ValueError, match="loss_scale=0.0 makes the loss 0"):
-        Data2VecModel.effective_loss_scale(Data2VecModel, 0.0)
+        checked_loss_scale(0.0, Data2VecModel.nonpositive_loss_scale_is_default)

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from d2v_fairseq.modules.alibi import AlibiBias, alibi_slopes
+from d2v_fairseq.modules.alibi import alibi_slopes
+
+from ..helpers.speech_only_layers import AlibiBias
 
 
 def test_slopes_are_alibis_geometric_sequence():

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from d2v_fairseq.modules.conv_decoder import ConvDecoder1d
+from ..helpers.speech_only_layers import ConvDecoder1d
 
 
 def test_decoder_keeps_the_length_and_equals_a_hand_computation():

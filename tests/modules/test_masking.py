@@ -1,7 +1,9 @@
 import numpy as np
 import torch
 
-from d2v_fairseq.modules.masking import channel_mask, exact_span_mask, span_mask
+from d2v_fairseq.modules.masking import channel_mask, span_mask
+
+from ..helpers.speech_only_layers import exact_span_mask
 
 
 def test_span_masks_cover_about_49_percent_for_p065_len10():

@@ -2,7 +2,7 @@ import pytest
 import torch
 from fairseq.models.wav2vec.wav2vec2 import TransformerSentenceEncoderLayer
 
-from d2v_fairseq.modules.transformer import local_attention_mask, run_block, run_blocks
+from d2v_fairseq.modules.transformer import local_attention_mask, run_block, run_time_major_layers
 
 
 @pytest.mark.parametrize("layer_norm_first", [False, True])
@@ -27,11 +27,11 @@ def test_local_window_limits_what_each_step_sees():
     x = torch.randn(12, 1, 16)
     changed = x.clone()
     changed[11] += 5.0  # perturb the last step only
-    base, _ = run_blocks(layers, x, None, attention_window=2)
-    pert, _ = run_blocks(layers, changed, None, attention_window=2)
+    base, _ = run_time_major_layers(layers, x, None, attention_window=2)
+    pert, _ = run_time_major_layers(layers, changed, None, attention_window=2)
     assert torch.allclose(base[:9], pert[:9], atol=1e-6)  # steps 0..8 cannot see step 11
     assert not torch.allclose(base[9:], pert[9:])
-    full, _ = run_blocks(layers, changed, None)
+    full, _ = run_time_major_layers(layers, changed, None)
     assert not torch.allclose(full[:9], base[:9])  # without a window, everything sees it
     mask = local_attention_mask(5, 1, torch.device("cpu"))
     assert mask[0, 1] == 0 and mask[0, 2] == float("-inf")
