@@ -85,7 +85,7 @@ lint: $(STAMP)
 
 # the whole suite (end-to-end tests included); test-quick leaves out the ones marked slow
 test: $(STAMP) debian-data lint
-	$(VPY) -m pytest -q -n auto --dist loadfile tests
+	$(VPY) -m pytest -q -n auto --dist loadfile --durations=15 tests
 
 test-quick: $(STAMP) debian-data
 	$(VPY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
