@@ -23,12 +23,19 @@ def register(sub) -> None:
     p.add_argument("--recipe", help="a study recipe YAML (see `d2v configs ablations`): pre-training and "
                    "fine-tuning configs, update counts, data, metric")
     p.add_argument("--plot", help="the PNG to write (default WORK/STUDY.png)")
+    p.add_argument("--replot", metavar="RESULTS_JSON",
+                   help="train nothing: redraw the study's plot from a results.json (needs --plot)")
     p.set_defaults(func=_ablate, log_level=logging.WARNING)
 
 
 def _ablate(args: argparse.Namespace) -> None:
-    from ..demos.ablation import StudyError, run_study
+    from ..demos.ablation import StudyError, replot, run_study
 
+    if args.replot:
+        if not args.plot:
+            raise StudyError("--replot needs --plot (the PNG to write)")
+        print(replot(args.replot, args.study, args.plot))
+        return
     if args.modality is None and args.recipe is None:
         raise StudyError("give --modality (speech, text, vision) or --recipe")
     run_study(args.study, args.modality, args.values, args.seeds, args.work, args.recipe, args.plot)

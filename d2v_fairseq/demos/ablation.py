@@ -65,6 +65,14 @@ class Study:
         """The value a setting gives the config key."""
         return value
 
+    def axis_label(self, modality: str) -> str:
+        """The plot's x axis, with its unit."""
+        return self.label
+
+    def paper_note(self, modality: str) -> str:
+        """The paper's finding, as the plot prints it under a ``modality`` study."""
+        return self.paper
+
 
 class TopKStudy(Study):
     """K top blocks averaged into the target: 1 to the model's depth."""
@@ -91,6 +99,11 @@ class TargetStudy(Study):
             return f"{value!r} is not a target point; choose from {', '.join(TARGET_FEATURES)}"
         return None
 
+    def paper_note(self, modality):
+        if modality == "speech":
+            return self.paper
+        return f"{self.paper} -- the paper measured speech only (WER); this plot is {modality}, on another metric"
+
 
 class ContextStudy(Study):
     """The teacher's attention window: steps, a fraction of the input, or ``full`` (window 0)."""
@@ -103,6 +116,10 @@ class ContextStudy(Study):
 
     def config_value(self, value):
         return "0" if value == "full" else value
+
+    def axis_label(self, modality):
+        unit = {"speech": "20-ms frames", "vision": "patches", "text": "tokens"}.get(modality, "steps")
+        return f"teacher attention window, +- {unit} (full: the whole input)"
 
 
 STUDIES = {
@@ -488,34 +505,78 @@ def format_table(study: Study, recipe: Recipe, rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_study(study: Study, recipe: Recipe, rows: List[Dict], path: str) -> None:
-    """The metric against the setting, error bars over seeds (one std), the paper's finding below."""
+def plot_entry(entry: Dict, path: str) -> None:
+    """A study's plot from its results.json entry: the metric against the setting, one thin line
+    joining each seed's points (the pairing the tables read), the mean with one std, the same
+    recipe's random init as a dashed line when the entry holds it (``random_init``: per-seed
+    scores), the axis unit, and the paper's finding below (saying which modality it measured)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    study = STUDIES[entry["study"]]
+    rows = entry["rows"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     labels = [r["value"] for r in rows]
-    numeric = study.numeric
-    xs = [int(v) for v in labels] if numeric else list(range(len(rows)))
+    xs = [int(v) for v in labels] if study.numeric else list(range(len(rows)))
+    seeds = sorted({seed for r in rows for seed in r["seeds"]})
+    for i, seed in enumerate(seeds):  # one line per seed across the settings
+        points = [(x, r["scores"][r["seeds"].index(seed)]) for x, r in zip(xs, rows, strict=True) if seed in r["seeds"]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=f"C{(i + 1) % 10}", alpha=0.7, linewidth=1,
+                marker=".", label=f"seed {seed}")
     ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], marker="o", capsize=4,
-                linestyle="-" if numeric else "none")
-    for x, r in zip(xs, rows, strict=True):
-        ax.scatter([x] * len(r["scores"]), r["scores"], color="gray", s=10, alpha=0.6, zorder=3)
-    if not numeric:
+                color="black", linestyle="-" if study.numeric else "none", label="mean +- std", zorder=4)
+    baseline = entry.get("random_init")
+    if baseline:
+        value = sum(baseline.values()) / len(baseline)
+        ax.axhline(value, color="C3", linestyle="--", linewidth=1, label=f"random init, same recipe ({value:.1f})")
+    if not study.numeric:
         ax.set_xticks(xs, labels)
     elif len(xs) > 1:
         ax.set_xticks(xs)
-    ax.set_xlabel(study.label)
-    ax.set_ylabel(f"{recipe.metric} ({recipe.score_split}, {'lower' if recipe.lower_is_better else 'higher'} is better)")
-    seeds = max(len(r["scores"]) for r in rows)
-    ax.set_title(f"data2vec {study.name} ablation, {recipe.modality} (mean +- std over {seeds} seed(s))", fontsize=10)
-    fig.text(0.5, 0.01, _wrap(study.paper, 95), ha="center", va="bottom", fontsize=7.5, style="italic")
+    ax.set_xlabel(study.axis_label(entry["modality"]))
+    better = "lower" if entry["lower_is_better"] else "higher"
+    ax.set_ylabel(f"{entry['metric']} on {entry['split']}, % ({better} is better)")
+    ax.set_title(f"data2vec {study.name} ablation, {entry['modality']} ({len(seeds)} seed(s))", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.text(0.5, 0.01, _wrap(study.paper_note(entry["modality"]), 95), ha="center", va="bottom", fontsize=7.5,
+             style="italic")
     fig.subplots_adjust(bottom=0.25)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def replot(results_path: str, study_name: str, path: str) -> str:
+    """Redraws a study's plot from a results.json (a work dir's, or a copy in docs/ablations)."""
+    with open(results_path) as f:
+        table = json.load(f)
+    if study_name not in table:
+        raise StudyError(f"no {study_name!r} study in it (it holds {', '.join(table) or 'none'})", path=results_path)
+    plot_entry(table[study_name], path)
+    return path
+
+
+def provenance(recipe: Recipe) -> Dict:
+    """When and from what a study's table was made: UTC date, the package's git commit (when it
+    runs from a checkout) and the sha256 of the recipe and of each stage's config file."""
+    import datetime
+    import hashlib
+    import subprocess
+
+    def sha(path: str) -> str:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+
+    try:
+        commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short",
+                                 "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+            "recipe_sha256": {os.path.basename(p): sha(p) for p in (recipe.path, recipe.pretrain.config,
+                                                                     recipe.finetune.config)}}
 
 
 def _wrap(text: str, width: int) -> str:
@@ -560,13 +621,13 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
     rows = summarize(study, recipe, results)
     print("\n" + format_table(study, recipe, rows))
     plot = plot or os.path.join(work, f"{study.name}.png")
-    plot_study(study, recipe, rows, plot)
+    results_path = os.path.join(work, "results.json")
     entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "metric": recipe.metric,
              "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
-             "paper": study.paper, "rows": rows, "plot": os.path.abspath(plot),
+             "paper": study.paper, "rows": rows, "plot": os.path.relpath(os.path.abspath(plot), work),
              "runs": [os.path.relpath(r.run_dir, work) for r in results],
-             "seconds": round(time.time() - progress.start, 1)}
-    results_path = os.path.join(work, "results.json")
+             "seconds": round(time.time() - progress.start, 1), **provenance(recipe)}
+    plot_entry(entry, plot)
     table = json.load(open(results_path)) if os.path.isfile(results_path) else {}
     table[study.name] = entry
     with open(results_path, "w") as f:

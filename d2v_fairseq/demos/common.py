@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from ..checkpoints import updates_in
 from ..environment import config_root
@@ -93,8 +93,11 @@ def print_seed_comparison(runs: Dict[str, List[Dict]], columns: List[tuple], dec
     print_comparison({name: mean_scores(scores) for name, scores in runs.items()}, columns, deciding, note)
 
 
-def cell(value: float, width: int, kind) -> str:
-    """A table cell: ``kind`` True a percentage, False a ratio (3 decimals), a string a format."""
+def cell(value: Optional[float], width: int, kind) -> str:
+    """A table cell: ``kind`` True a percentage, False a ratio (3 decimals), a string a format;
+    ``-`` for a value that is not known (None)."""
+    if value is None:
+        return f"{'-':>{width}s}"
     if isinstance(kind, str):
         return f"{value:>{width}{kind}}"
     return f"{value:>{width - 1}.1f}%" if kind else f"{value:>{width}.3f}"
@@ -118,11 +121,13 @@ def timed_pretraining(save_dir: str, updates: int, overrides: List[str], log_pat
 
 
 def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple], deciding: str, note: str,
-                     lower_is_better: bool = False) -> bool:
+                     lower_is_better: bool = False, not_learned: Optional[Dict[str, str]] = None) -> bool:
     """The demos' closing table: one row per starting point ("pretrained" or "from CKPT" rows,
     and "random init"), one column per (key, header, percent?) in ``columns``, then whether each
     starting point beats random init on ``deciding`` (an error rate with ``lower_is_better``).
-    Returns whether every one wins."""
+    ``not_learned``: starting points whose model did not learn the task -> why; such a row is
+    marked and not ranked (a pre-trained model that learned against a random init that did not
+    is a win). Returns whether every one wins."""
     width = max(10, *(len(header) + 2 for _, header, _ in columns))
     name_width = max(16, *(len(name) + 2 for name in results))
     print(f"{'fine-tuned from':{name_width}s}" + "".join(f"{header:>{width}s}" for _, header, _ in columns))
@@ -130,14 +135,24 @@ def print_comparison(results: Dict[str, Dict[str, float]], columns: List[tuple],
         print(f"{name:{name_width}s}" + "".join(cell(r[key], width, percent) for key, _, percent in columns))
     header = next(h for k, h, _ in columns if k == deciding)
     print()
+    not_learned = not_learned or {}
+    for name, why in not_learned.items():
+        print(f"not learned: {name}: {why}")
     all_win = True
     for name, r in results.items():
         if name == "random init":
             continue
+        who = "pre-training" if name == "pretrained" else f"starting {name}"
+        if name in not_learned:
+            all_win = False
+            print(f"{who}: not ranked (its model did not learn; see above)")
+            continue
+        if "random init" in not_learned:
+            print(f"{who} learned where random init did not ({note})")
+            continue
         gain = r[deciding] - results["random init"][deciding]
         wins = gain < 0 if lower_is_better else gain > 0
         all_win &= wins
-        who = "pre-training" if name == "pretrained" else f"starting {name}"
         print(f"{who} {'wins' if wins else 'does NOT win'}: {gain:+.1f} {header} points ({note})")
     return all_win
 

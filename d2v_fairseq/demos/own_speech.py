@@ -140,18 +140,48 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
                     os.path.join(work, f"finetune_{tag}.log"), config_name=finetuning, what=f"fine-tuning {name}")
         stage(f"4/5 decoding the test split: {name}")
         scores[name] = decode_test(os.path.join(ft_dir, "checkpoint_best.pt"), data, test_subset, plan.subsets["valid"])
+        scores[name]["valid_uer"] = best_valid(os.path.join(ft_dir, "checkpoint_best.pt"))
 
     n_test = plan.durations.get("test", {}).get("utterances", len(result.splits["test"]))
     stage(f"5/5 test split ({n_test} utterances); {time.time() - start:.0f} s in all")
     table = {name: {"v_wer": s["viterbi"]["wer"], "v_cer": s["viterbi"]["cer"], "lm_wer": s["lm"]["wer"],
-                    "lm_cer": s["lm"]["cer"]} for name, s in scores.items()}
+                    "lm_cer": s["lm"]["cer"], "valid_uer": s["valid_uer"]} for name, s in scores.items()}
+    failed = not_learned({name: s["valid_uer"] for name, s in scores.items()}, finetune_updates)
     print_comparison(table, [("v_wer", "viterbi WER", True), ("v_cer", "viterbi CER", True),
-                             ("lm_wer", "LM WER", True), ("lm_cer", "LM CER", True)], "v_cer",
-                     f"{n_test} test utterances", lower_is_better=True)
+                             ("lm_wer", "LM WER", True), ("lm_cer", "LM CER", True),
+                             ("valid_uer", "valid UER", True)], "v_cer",
+                     f"{n_test} test utterances", lower_is_better=True, not_learned=failed)
     with open(os.path.join(work, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"corpus": result.summary(), "plan": plan.summary(), "inits": dict(starts) if inits else {},
                    "scores": scores, "seconds": time.time() - start}, f, indent=1)
     return scores
+
+
+# a fine-tuned model whose best validation unit (letter) error rate stays above this has not
+# learned to transcribe: its test scores compare nothing
+NOT_LEARNED_UER = 90.0
+
+
+def best_valid(checkpoint: str) -> Optional[float]:
+    """The best validation UER a fine-tuning checkpoint records, when its recipe picks the best
+    checkpoint by UER (``checkpoint.best_checkpoint_metric: uer``, the real-speech recipe); None
+    otherwise."""
+    from ..checkpoints import read_state
+
+    state = read_state(checkpoint) or {}
+    metric = ((state.get("cfg") or {}).get("checkpoint") or {}).get("best_checkpoint_metric")
+    best = (state.get("extra_state") or {}).get("best")
+    return float(best) if metric == "uer" and best is not None else None
+
+
+def not_learned(valid_uer: Dict[str, Optional[float]], finetune_updates: int,
+                limit: float = NOT_LEARNED_UER) -> Dict[str, str]:
+    """Starting points whose fine-tuned model did not learn (best valid UER above ``limit``; None:
+    not known, no verdict) -> why, with what to try."""
+    return {name: (f"best valid UER {uer:.1f} > {limit:g} after {finetune_updates} CTC updates; try more CTC "
+                   "updates (--finetune-updates), another learning rate (--finetune-overrides "
+                   "optimization.lr=[...]), more labeled audio, or check that the transcripts match the audio")
+            for name, uer in valid_uer.items() if uer is not None and uer > limit}
 
 
 def decode_test(checkpoint: str, data: str, test: str = "test", valid: str = "valid") -> Dict[str, Dict[str, float]]:

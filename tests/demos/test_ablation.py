@@ -166,3 +166,27 @@ def test_settings_at_the_models_default_share_the_baseline_run():
     vision = load_recipe(ablation.default_recipe("vision"))
     cfg = ablation.resolved_config(vision.pretrain, {"data": "/d"}, ["++model.target_feature=block"])
     assert run_key(cfg, data="x") == run_key(ablation.resolved_config(vision.pretrain, {"data": "/d"}), data="x")
+
+
+def test_a_studys_plot_is_redrawn_from_its_results_json(tmp_path):
+    import json
+
+    from d2v_fairseq.demos.ablation import replot
+
+    entry = {"study": "context", "modality": "speech", "metric": "cer", "lower_is_better": True, "split": "test",
+             "rows": [{"value": v, "seeds": [1, 2], "scores": [s, s + 2], "mean": s + 1, "std": 1.4}
+                      for v, s in (("2", 90.0), ("full", 88.0))],
+             "random_init": {"1": 95.0, "2": 96.0}}
+    (tmp_path / "results.json").write_text(json.dumps({"context": entry}))
+    out = replot(str(tmp_path / "results.json"), "context", str(tmp_path / "plot.png"))
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(StudyError, match="no 'top-k' study in it"):
+        replot(str(tmp_path / "results.json"), "top-k", str(tmp_path / "other.png"))
+
+
+def test_provenance_names_the_date_commit_and_recipe_hashes():
+    from d2v_fairseq.demos.ablation import default_recipe, provenance
+
+    info = provenance(load_recipe(default_recipe("speech")))
+    assert info["date"].endswith("UTC") and set(info["recipe_sha256"]) >= {"speech.yaml"}
+    assert all(len(h) == 16 for h in info["recipe_sha256"].values())

@@ -45,3 +45,24 @@ def test_seed_comparison_prints_each_seed_and_the_mean(capsys):
     out = capsys.readouterr().out
     assert "per fine-tuning seed" not in out and "pre-training wins: +2.6 mAP points (400 test clips)\n" in out
 
+
+
+def test_a_model_that_did_not_learn_is_marked_not_ranked(capsys):
+    from d2v_fairseq.demos.common import print_comparison
+    from d2v_fairseq.demos.own_speech import not_learned
+
+    columns = [("v_cer", "viterbi CER", True), ("valid_uer", "valid UER", True)]
+    results = {"pretrained": {"v_cer": 96.3, "valid_uer": 93.9}, "random init": {"v_cer": 95.2, "valid_uer": 92.9}}
+    failed = not_learned({k: v["valid_uer"] for k, v in results.items()}, 2000)
+    assert set(failed) == {"pretrained", "random init"} and "2000 CTC updates" in failed["pretrained"]
+    assert not print_comparison(results, columns, "v_cer", "n", lower_is_better=True, not_learned=failed)
+    out = capsys.readouterr().out
+    assert "not learned: pretrained: best valid UER 93.9 > 90" in out and "does NOT win" not in out
+    assert "pre-training: not ranked" in out
+
+    results = {"pretrained": {"v_cer": 74.0, "valid_uer": 69.5}, "random init": {"v_cer": 96.0, "valid_uer": 93.7}}
+    failed = not_learned({k: v["valid_uer"] for k, v in results.items()}, 2000)
+    assert set(failed) == {"random init"}
+    assert print_comparison(results, columns, "v_cer", "n", lower_is_better=True, not_learned=failed)
+    assert "pre-training learned where random init did not" in capsys.readouterr().out
+    assert not_learned({"pretrained": None}, 10) == {}  # no UER recorded: no verdict
