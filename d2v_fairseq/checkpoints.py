@@ -252,6 +252,17 @@ def recover_last(save_dir: str, suffix: str = "") -> Optional[str]:
             f"{os.path.basename(found[0])} (update {found[1]})")
 
 
+def remove_stale_temporaries(save_dir: str) -> List[str]:
+    """Removes the ``checkpoint*.pt.tmp`` files a killed writer left in ``save_dir`` (never a
+    name a resume reads); returns their names. Call it holding the save_dir's lock."""
+    if not os.path.isdir(save_dir):
+        return []
+    stale = [n for n in os.listdir(save_dir) if n.startswith("checkpoint") and n.endswith(".pt.tmp")]
+    for name in stale:
+        _remove_quietly(os.path.join(save_dir, name))
+    return stale
+
+
 # ------------------------------------------------------------------ one run per save_dir
 
 _lock_file = None  # held open (and flock'ed) for the life of the training process
@@ -375,8 +386,13 @@ def _guarded_load(original: Callable) -> Callable:
         suffix = trainer.checkpoint_suffix or ""
         last = os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")
         if _rank() == 0:
-            lines = [acquire_lock(cfg.save_dir), recover_last(cfg.save_dir, suffix) if default_restore else None,
-                     room_warning(trainer.cfg, trainer)]
+            lines = [acquire_lock(cfg.save_dir)]
+            stale = remove_stale_temporaries(cfg.save_dir)  # a killed writer's, under the lock
+            if stale:
+                lines.append(f"{cfg.save_dir}: removed {len(stale)} unfinished write(s) of a killed run: "
+                             f"{', '.join(stale)}")
+            lines += [recover_last(cfg.save_dir, suffix) if default_restore else None,
+                      room_warning(trainer.cfg, trainer)]
             for line in filter(None, lines):  # on stderr, whatever hydra made of logging
                 print(f"WARNING: {line}", file=sys.stderr, flush=True)
         max_update = int(trainer.cfg.optimization.max_update or 0)

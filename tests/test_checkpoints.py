@@ -129,3 +129,13 @@ def test_kept_checkpoints_follow_fairseqs_pruning_options():
     assert kept_checkpoints(cfg(interval=100, keep=2, max_update=1000, best=3)) == 6
     assert kept_checkpoints(cfg(epochs=5)) == 6 and kept_checkpoints(cfg(epochs=5, keep_epochs=1)) == 2
 
+
+
+def test_a_killed_writers_temporaries_are_removed_and_nothing_else(tmp_path):
+    from d2v_fairseq.checkpoints import remove_stale_temporaries
+
+    write_atomic(state(2), str(tmp_path / "checkpoint_last.pt"))
+    (tmp_path / "checkpoint_1_4.pt.tmp").write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert remove_stale_temporaries(str(tmp_path)) == ["checkpoint_1_4.pt.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_last.pt", "notes.tmp"]
