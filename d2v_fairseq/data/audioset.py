@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..modules.errors import InputError
+from ..modules.errors import InputError, InputErrors
 from .manifest import check_audio
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,10 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 
 class AudioSetError(InputError):
     """A malformed AudioSet CSV or label file; the message names the file and line."""
+
+
+class AudioSetErrors(InputErrors, AudioSetError):
+    """Every bad clip of an AudioSet split, reported together."""
 
 
 class Segment(NamedTuple):
@@ -108,24 +112,34 @@ def prepare_split(csv_path: str, clip_dir: str, index_of: Dict[str, int], out_di
                    f"(first: {', '.join(missing[:5])})")
         logger.warning(message)
         print("warning: " + message)
+    rows, problems = [], []  # every bad clip is named together, before anything is written
+    for segment in segments:
+        if segment.ytid not in clips:
+            continue
+        unknown = [m for m in segment.labels if m not in index_of]
+        if unknown:
+            problems.append(f"{csv_path}: {segment.ytid}: labels {unknown} are not in class_labels_indices.csv")
+            continue
+        name = clips[segment.ytid]
+        try:
+            samples = check_audio(os.path.join(clip_dir, name), f"{csv_path} ({segment.ytid})") if check \
+                else _frames(os.path.join(clip_dir, name))
+        except InputError as error:
+            problems.append(str(error))
+            continue
+        rows.append((name, samples, " ".join(str(index_of[m]) for m in segment.labels)))
+    if len(problems) == 1:
+        raise AudioSetError(problems[0])
+    if problems:
+        raise AudioSetErrors(f"{csv_path}: {len(problems)} of {len(segments) - len(missing)} clips", problems)
     os.makedirs(out_dir, exist_ok=True)
-    written = 0
     with open(os.path.join(out_dir, f"{split}.tsv"), "w", encoding="utf-8") as tsv, \
             open(os.path.join(out_dir, f"{split}.lbl"), "w", encoding="utf-8") as lbl:
         print(os.path.abspath(clip_dir), file=tsv)
-        for segment in segments:
-            if segment.ytid not in clips:
-                continue
-            unknown = [m for m in segment.labels if m not in index_of]
-            if unknown:
-                raise AudioSetError(f"{csv_path}: {segment.ytid}: labels {unknown} are not in class_labels_indices.csv")
-            name = clips[segment.ytid]
-            path = os.path.join(clip_dir, name)
-            samples = check_audio(path, f"{csv_path} ({segment.ytid})") if check else _frames(path)
+        for name, samples, labels in rows:
             print(f"{name}\t{samples}", file=tsv)
-            print(" ".join(str(index_of[m]) for m in segment.labels), file=lbl)
-            written += 1
-    return {"written": written, "missing": missing}
+            print(labels, file=lbl)
+    return {"written": len(rows), "missing": missing}
 
 
 def _frames(path: str) -> int:

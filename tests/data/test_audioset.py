@@ -70,3 +70,15 @@ def test_label_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(AudioSetError, match=r"train\.lbl:2: no labels"):
         read_label_file(str(path), 2, 4)
     assert read_label_file(str(path), 2, 4, allow_empty=True) == [[0, 1], []]
+
+
+def test_every_bad_clip_is_named_at_once_and_nothing_is_written(tmp_path):
+    clips = write_audioset(tmp_path, on_disk=("--PJHxphWEs", "--ZhevVpy1s", "--aE2O5G5WE"))
+    (clips / "--PJHxphWEs.wav").write_text("not audio")
+    sf.write(clips / "--aE2O5G5WE.wav", np.zeros(1600, dtype=np.float32), 8000)
+    _, index_of = read_class_labels(str(tmp_path / "class_labels_indices.csv"))
+    with pytest.raises(AudioSetError) as err:
+        prepare_split(str(tmp_path / "eval_segments.csv"), str(clips), index_of, str(tmp_path / "out"), "eval")
+    text = str(err.value)
+    assert text.splitlines()[0].endswith("2 of 3 clips cannot be used")
+    assert "--PJHxphWEs" in text and "8000 Hz" in text and not (tmp_path / "out" / "eval.tsv").exists()
