@@ -64,5 +64,10 @@ def test_a_model_that_did_not_learn_is_marked_not_ranked(capsys):
     failed = not_learned({k: v["valid_uer"] for k, v in results.items()}, 2000)
     assert set(failed) == {"random init"}
     assert print_comparison(results, columns, "v_cer", "n", lower_is_better=True, not_learned=failed)
-    assert "pre-training learned where random init did not" in capsys.readouterr().out
+    assert "pre-training wins: -22.0 viterbi CER points (n; random init did not learn)" in capsys.readouterr().out
+    # learned (just) where random init did not, yet worse on the score: said as it is
+    results = {"pretrained": {"v_cer": 97.8, "valid_uer": 89.6}, "random init": {"v_cer": 95.7, "valid_uer": 93.0}}
+    failed = not_learned({k: v["valid_uer"] for k, v in results.items()}, 2000)
+    assert not print_comparison(results, columns, "v_cer", "n", lower_is_better=True, not_learned=failed)
+    assert "pre-training does NOT win: +2.1 viterbi CER points" in capsys.readouterr().out
     assert not_learned({"pretrained": None}, 10) == {}  # no UER recorded: no verdict
