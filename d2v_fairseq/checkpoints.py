@@ -52,10 +52,6 @@ class DiskFullError(InputError):
     """A checkpoint write that found no space; the message names save_dir, bytes needed and free."""
 
 
-class TrainingDiverged(InputError):
-    """fairseq's FloatingPointError (NaN/Inf), as one line with the update and what to try."""
-
-
 class RunFinished(Exception):
     """The save_dir already holds ``max_update`` updates: nothing to train."""
 
@@ -107,8 +103,9 @@ def _mb(n: float) -> str:
 def _disk_full(filename: str, needed: int) -> DiskFullError:
     save_dir = os.path.dirname(os.path.abspath(filename))
     last = os.path.join(save_dir, "checkpoint_last.pt")
-    kept = (f"{os.path.basename(last)} (update {updates_in(last)}) is whole: free space and run the same "
-            "command to resume from it") if readable(last) else "no earlier checkpoint is there"
+    done = whole_updates(last)
+    kept = (f"{os.path.basename(last)} (update {done}) is whole: free space and run the same "
+            "command to resume from it") if done is not None else "no earlier checkpoint is there"
     return DiskFullError(f"no space left to write {os.path.basename(filename)}: needs about {_mb(needed)}, "
                          f"{_mb(free_bytes(save_dir))} free; {kept}", path=save_dir)
 
@@ -208,11 +205,21 @@ def readable(path: str) -> bool:
     return os.path.isfile(path) and read_state(path) is not None
 
 
+def _updates(state: dict) -> int:
+    history = state.get("optimizer_history") or [{}]
+    return int(history[-1].get("num_updates", 0))
+
+
 def updates_in(path: str) -> int:
     """The number of updates a checkpoint holds (0 when absent, unreadable or without history)."""
+    return whole_updates(path) or 0
+
+
+def whole_updates(path: str) -> Optional[int]:
+    """The number of updates of a whole, readable checkpoint at ``path``; None when it is absent
+    or cannot be read (one read answers both)."""
     state = read_state(path) if os.path.isfile(path) else None
-    history = (state or {}).get("optimizer_history") or [{}]
-    return int(history[-1].get("num_updates", 0))
+    return None if state is None else _updates(state)
 
 
 def checkpoint_files(save_dir: str, suffix: str = "") -> List[str]:
@@ -227,9 +234,10 @@ def newest_readable(save_dir: str, suffix: str = "", exclude: Tuple[str, ...] = 
     """(path, updates) of the readable checkpoint with the most updates (the newest file on a tie)."""
     best = None
     for path in checkpoint_files(save_dir, suffix):
-        if path in exclude or not readable(path):
+        updates = None if path in exclude else whole_updates(path)
+        if updates is None:
             continue
-        key = (updates_in(path), os.path.getmtime(path))
+        key = (updates, os.path.getmtime(path))
         if best is None or key > best[0]:
             best = (key, path)
     return None if best is None else (best[1], best[0][0])
@@ -324,11 +332,11 @@ def kept_checkpoints(cfg) -> int:
     return max(1, count + int(checkpoint.keep_best_checkpoints or 0))
 
 
-def room_warning(cfg, trainer) -> Optional[str]:
-    """A WARNING line when the save_dir's filesystem cannot hold the checkpoints the run keeps;
-    None when it can. A checkpoint is about the model's state (teacher included) plus Adam's
-    two moments of every trainable parameter."""
-    model = trainer.model
+def room_warning(trainer) -> Optional[str]:
+    """A WARNING line when the save_dir's filesystem cannot hold the checkpoints ``trainer``'s run
+    keeps; None when it can. A checkpoint is about the model's state (teacher included) plus
+    Adam's two moments of every trainable parameter."""
+    cfg, model = trainer.cfg, trainer.model
     trainable = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
     size = state_bytes(model.state_dict()) + 2 * trainable
     count = kept_checkpoints(cfg)
@@ -392,7 +400,7 @@ def _guarded_load(original: Callable) -> Callable:
                 lines.append(f"{cfg.save_dir}: removed {len(stale)} unfinished write(s) of a killed run: "
                              f"{', '.join(stale)}")
             lines += [recover_last(cfg.save_dir, suffix) if default_restore else None,
-                      room_warning(trainer.cfg, trainer)]
+                      room_warning(trainer)]
             for line in filter(None, lines):  # on stderr, whatever hydra made of logging
                 print(f"WARNING: {line}", file=sys.stderr, flush=True)
         max_update = int(trainer.cfg.optimization.max_update or 0)
@@ -419,7 +427,8 @@ def _guarded_main(original: Callable) -> Callable:
             trainer = getattr(_guarded_load, "trainer", None)
             update = trainer.get_num_updates() + 1 if trainer is not None else "?"
             last = os.path.join(cfg.checkpoint.save_dir, "checkpoint_last.pt")
-            kept = f"{last} (update {updates_in(last)}) is the last good checkpoint" if readable(last) else \
+            done = whole_updates(last)
+            kept = f"{last} (update {done}) is the last good checkpoint" if done is not None else \
                 "no checkpoint was saved yet"
             print(f"d2v: error: update {update}: the loss or its gradients are NaN/Inf ({error}); {kept}; try a "
                   "lower optimization.lr, a longer warm-up, common.bf16 instead of fp16, or "

@@ -252,6 +252,20 @@ def fit_schedule(cfg: dict) -> Tuple[List[str], Optional[str]]:
     return [], None
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+")
+
+
+def _fitted(argv: List[str], extra: List[str], fitted: List[str], line: Optional[str]) -> Tuple[List[str], List[str]]:
+    """(argv, extra) with the ``fitted`` overrides replacing any of the same key; ``line`` said
+    once, by rank 0."""
+    if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
+        print(line, flush=True)
+    replaced = {_key(o) for o in fitted}
+    return ([a for a in argv if _key(a) not in replaced],
+            [e for e in extra if _key(e) not in replaced] + fitted)
+
+
 def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False) -> None:
     """``d2v train ARGS``: fairseq-hydra-train with ``argv`` (default: ``sys.argv[1:]``), the
     package as ``common.user_dir`` unless given, the torchrun/SLURM overrides above, the
@@ -263,19 +277,9 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
     check_precision(cfg)
     extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides() + slurm_overrides()
     if not exact_world_size and cfg:
-        fitted, line = fit_world_size(cfg, processes_here())
-        if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
-            print(line, flush=True)
-        # the fitted values replace the user's own (update_freq was already multiplied in)
-        replaced = {o.split("=", 1)[0] for o in fitted}
-        argv = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in replaced]
-        extra = [e for e in extra if e.split("=", 1)[0] not in replaced] + fitted
-    schedule, line = fit_schedule(cfg)
-    if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
-        print(line, flush=True)
-    replaced = {o.split("=", 1)[0].lstrip("+") for o in schedule}
-    argv = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in replaced]
-    extra = [e for e in extra if e.split("=", 1)[0].lstrip("+") not in replaced] + schedule
+        # update_freq was already multiplied in: the fitted values replace the user's own
+        argv, extra = _fitted(argv, extra, *fit_world_size(cfg, processes_here()))
+    argv, extra = _fitted(argv, extra, *fit_schedule(cfg))
     given = {arg.split("=", 1)[0].lstrip("+") for arg in argv if "=" in arg}
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
