@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..modules.errors import InputError, InputErrors
+from ..modules.errors import InputError, InputErrors, raise_all
 from .manifest import check_audio
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,8 @@ def prepare_split(csv_path: str, clip_dir: str, index_of: Dict[str, int], out_di
             problems.append(str(error))
             continue
         rows.append((name, samples, " ".join(str(index_of[m]) for m in segment.labels)))
-    if len(problems) == 1:
-        raise AudioSetError(problems[0])
-    if problems:
-        raise AudioSetErrors(f"{csv_path}: {len(problems)} of {len(segments) - len(missing)} clips", problems)
+    raise_all(problems, AudioSetError, AudioSetErrors,
+              f"{csv_path}: {len(problems)} of {len(segments) - len(missing)} clips")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{split}.tsv"), "w", encoding="utf-8") as tsv, \
             open(os.path.join(out_dir, f"{split}.lbl"), "w", encoding="utf-8") as lbl:

@@ -47,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from ..modules.errors import InputError, InputErrors
+from ..modules.errors import InputError, InputErrors, raise_all
 from ..modules.seeding import seeded_rng
 from .manifest import SAMPLE_RATE, letters
 
@@ -444,10 +444,10 @@ def import_corpus(
         splits[u.split].append(u)
     if problems and not skip_bad:
         problems.sort(key=lambda p: row_order(p[0]))
-        if len(problems) == 1:
-            raise CorpusError(f"{problems[0][1]} (--skip-bad leaves such rows out and counts them)")
-        raise CorpusErrors(f"{source}: {len(problems)} of {len(utterances) + len(bad)} rows", [p for _, p in problems],
-                           "--skip-bad leaves them out, counts them and lists them in left_out.tsv")
+        raise_all([p for _, p in problems], CorpusError, CorpusErrors,
+                  f"{source}: {len(problems)} of {len(utterances) + len(bad)} rows",
+                  "--skip-bad leaves them out, counts them and lists them in left_out.tsv",
+                  one_hint="--skip-bad leaves such rows out and counts them")
     if labeled and not splits["train"]:
         raise CorpusError("no training utterances left", path=source)
     result = ImportResult(out_dir, splits if labeled else {}, unlabeled, dict(left_out),

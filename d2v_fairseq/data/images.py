@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
-from ..modules.errors import InputError, InputErrors
+from ..modules.errors import InputError, InputErrors, raise_all
 from ..modules.seeding import seeded_rng
 from .classes import read_classes  # noqa: F401  (the evaluation and the tasks read it from here)
 
@@ -121,11 +121,8 @@ def scan_split(split_dir: str, classes: Optional[List[str]] = None, verify: bool
                 problems.append(str(error))
                 continue
             entries.append(ImageEntry(os.path.join(name, file), index[name], width, height))
-    if len(problems) == 1:
-        raise ImageDataError(problems[0])
-    if problems:
-        raise ImageDataErrors(f"{split_dir}: {len(problems)} images or folders", problems,
-                              "remove or replace them; --verify decodes every image")
+    raise_all(problems, ImageDataError, ImageDataErrors, f"{split_dir}: {len(problems)} images or folders",
+              "remove or replace them; --verify decodes every image")
     return classes, entries
 
 
@@ -158,10 +155,7 @@ def read_manifest(path: str, num_classes: Optional[int] = None) -> Tuple[str, Li
                 problems.append(f"{path}:{line_no}: label {entry.label} outside [0, {num_classes})")
                 continue
             entries.append(entry)
-    if len(problems) == 1:
-        raise ImageDataError(problems[0])
-    if problems:
-        raise ImageDataErrors(f"{path}: {len(problems)} lines", problems)
+    raise_all(problems, ImageDataError, ImageDataErrors, f"{path}: {len(problems)} lines")
     if not entries:
         raise ImageDataError(f"{path}: no images")
     return root, entries

@@ -14,7 +14,7 @@ from typing import Iterable, List, Optional, Sequence, Set, Tuple
 import soundfile as sf
 from fairseq.data import BaseWrapperDataset
 
-from ..modules.errors import InputError, InputErrors
+from ..modules.errors import InputError, InputErrors, raise_all
 
 SAMPLE_RATE = 16000
 
@@ -286,10 +286,8 @@ def verify_manifest(manifest: str, sample_rate: int = SAMPLE_RATE, workers: int 
 
 def raise_bad(manifest: str, bad: Sequence[Tuple[int, str]], total: int) -> None:
     """Raises the error for the bad lines of ``manifest`` (none: returns)."""
-    if len(bad) == 1:
-        raise ManifestError(bad[0][1])
-    if bad:
-        raise ManifestErrors(f"{manifest}: {len(bad)} of {total} lines", [p for _, p in bad], SKIP_HINT)
+    raise_all([p for _, p in bad], ManifestError, ManifestErrors, f"{manifest}: {len(bad)} of {total} lines",
+              SKIP_HINT)
 
 
 def letters(words: str) -> str:

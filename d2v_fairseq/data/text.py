@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence
 
-from ..modules.errors import InputError, InputErrors
+from ..modules.errors import InputError, InputErrors, raise_all
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,7 @@ class TextInputErrors(InputErrors, TextInputError):
 
 def raise_bad_lines(path: str, total: int, problems: List[str]) -> None:
     """Raises the error for ``problems`` (lines of ``path``): one as one line, several together."""
-    if len(problems) == 1:
-        raise TextInputError(problems[0])
-    if problems:
-        raise TextInputErrors(f"{path}: {len(problems)} of {total} lines", problems)
+    raise_all(problems, TextInputError, TextInputErrors, f"{path}: {len(problems)} of {total} lines")
 
 
 def read_lines(path: str) -> List[str]:

@@ -37,6 +37,17 @@ class InputErrors(InputError):
         super().__init__("\n".join(lines))
 
 
+def raise_all(problems: Sequence[str], single: type, several: type, summary: str, hint: str = "",
+              one_hint: str = "") -> None:
+    """The one way every reader reports what it found wrong: nothing for no problem, ``single``
+    (an InputError class) for one, with ``one_hint`` in brackets when given, ``several`` (an
+    InputErrors class) listing them all under ``summary`` and ``hint`` for more."""
+    if len(problems) == 1:
+        raise single(f"{problems[0]} ({one_hint})" if one_hint else problems[0])
+    if problems:
+        raise several(summary, problems, hint)
+
+
 def first_lines(error: BaseException) -> str:
     """What the command line prints of an input error: every line of :class:`InputErrors`, the
     first line of any other."""
