@@ -17,7 +17,9 @@ for the training process ``d2v train`` runs:
   the save_dir takes its name, said in one line (:func:`recover_last`).
 * **A finished run stays finished**: a save_dir whose ``checkpoint_last.pt`` holds
   ``max_update`` updates ends the command at once with one line and exit status 0 (fairseq's
-  loop would take one more update and save it).
+  loop would take one more update and save it). A run that fairseq stopped early
+  (``checkpoint.patience``) leaves ``stopped_early.json`` (update, metric, best value) beside its
+  checkpoints, and a re-run finds it finished too (:func:`stopped_early`).
 * **One run per save_dir**: a lock file (host and pid) held with ``flock`` while training; a
   second run stops in one line; the file of a process that is gone is taken over, said in a line.
 * **Room on disk**: before training, a WARNING when the save_dir cannot hold the checkpoints the
@@ -42,6 +44,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from .modules.errors import InputError, first_lines
 
 LOCK_NAME = ".d2v-train.lock"
+EARLY_STOP_NAME = "stopped_early.json"
 UNREADABLE_SUFFIX = ".unreadable"
 # fault injection for the tests: D2V_FAULT=kill-after-write:N kills the process (SIGKILL) after
 # the N-th complete checkpoint write of this process, before its extra names are linked
@@ -297,6 +300,10 @@ def acquire_lock(save_dir: str) -> Optional[str]:
     f.flush()
     if _lock_file is not None:
         _lock_file.close()
+    else:  # a normal exit empties the file: only a killed process leaves its pid behind
+        import atexit
+
+        atexit.register(release_lock)
     _lock_file = f
     if previous and previous != f"host {socket.gethostname()} pid {os.getpid()}":
         return f"{path}: taking over the lock of {previous} (that process is gone)"
@@ -304,9 +311,10 @@ def acquire_lock(save_dir: str) -> Optional[str]:
 
 
 def release_lock() -> None:
-    """Releases the lock taken by :func:`acquire_lock` (the process's exit does it too)."""
+    """Empties and releases the lock taken by :func:`acquire_lock` (at exit, too)."""
     global _lock_file
     if _lock_file is not None:
+        _lock_file.truncate(0)
         _lock_file.close()
         _lock_file = None
 
@@ -378,6 +386,43 @@ def _persistent_save(original: Callable) -> Callable:
     return save
 
 
+def stopped_early(save_dir: str) -> Optional[dict]:
+    """The record a run that stopped early (``checkpoint.patience``) left in ``save_dir``
+    ({"updates", "metric", "best", "patience"}), when ``checkpoint_last.pt`` is still the
+    checkpoint it saved; else None."""
+    import json
+
+    try:
+        with open(os.path.join(save_dir, EARLY_STOP_NAME), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    last = whole_updates(os.path.join(save_dir, "checkpoint_last.pt"))
+    return record if last is not None and last == record.get("updates") else None
+
+
+def _recording_early_stop(original: Callable) -> Callable:
+    """fairseq's ``should_stop_early``, which also writes ``stopped_early.json`` when it stops."""
+    def should_stop_early(cfg, valid_loss):
+        stop = original(cfg, valid_loss)
+        trainer = getattr(_guarded_load, "trainer", None)
+        if stop and trainer is not None and _rank() == 0:
+            import json
+
+            record = {"updates": trainer.get_num_updates(), "metric": cfg.checkpoint.best_checkpoint_metric,
+                      "best": getattr(should_stop_early, "best", None), "patience": cfg.checkpoint.patience}
+            path = os.path.join(cfg.checkpoint.save_dir, EARLY_STOP_NAME)
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(path + ".tmp", path)
+            print(f"stopped early at update {record['updates']}: valid {record['metric']} has not improved on "
+                  f"{record['best']} for {record['patience']} validations", flush=True)
+        return stop
+    return should_stop_early
+
+
 def _rank() -> int:
     from fairseq import distributed_utils
 
@@ -409,6 +454,11 @@ def _guarded_load(original: Callable) -> Callable:
             if done >= max_update:
                 raise RunFinished(f"{last} holds {done} updates (optimization.max_update={max_update}): the run "
                                   "is finished; nothing to train (raise max_update to train on)")
+        early = stopped_early(cfg.save_dir) if default_restore and not suffix else None
+        if early is not None:
+            raise RunFinished(f"{cfg.save_dir} stopped early at update {early['updates']} (valid {early['metric']} "
+                              f"did not improve on {early['best']} for {early['patience']} validations): the run is "
+                              f"finished; remove {os.path.join(cfg.save_dir, EARLY_STOP_NAME)} to train on")
         return original(cfg, trainer, **kwargs)
     return load_checkpoint
 
@@ -442,6 +492,7 @@ def install() -> None:
     training process of ``d2v train``; idempotent)."""
     from fairseq import checkpoint_utils
     import fairseq_cli.hydra_train as hydra_train_module
+    import fairseq_cli.train as train_module
 
     if getattr(checkpoint_utils, "_d2v_installed", False):
         return
@@ -449,4 +500,5 @@ def install() -> None:
     checkpoint_utils.torch_persistent_save = _persistent_save(checkpoint_utils.torch_persistent_save)
     checkpoint_utils.load_checkpoint = _guarded_load(checkpoint_utils.load_checkpoint)
     hydra_train_module.pre_main = _guarded_main(hydra_train_module.pre_main)
+    train_module.should_stop_early = _recording_early_stop(train_module.should_stop_early)
     checkpoint_utils._d2v_installed = True

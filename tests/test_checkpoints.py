@@ -117,6 +117,15 @@ def test_the_save_dir_lock_stops_a_second_live_process_and_takes_over_a_dead_one
         release_lock()
 
 
+def test_a_normal_exit_leaves_the_lock_free_without_a_takeover_line(tmp_path):
+    subprocess.run([sys.executable, "-c", "import sys; from d2v_fairseq.checkpoints import acquire_lock; "
+                    "acquire_lock(sys.argv[1])", str(tmp_path)], check=True)
+    try:
+        assert acquire_lock(str(tmp_path)) is None
+    finally:
+        release_lock()
+
+
 def test_kept_checkpoints_follow_fairseqs_pruning_options():
     def cfg(interval=0, keep=0, max_update=0, epochs=0, keep_epochs=0, best=0):
         return SimpleNamespace(

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from d2v_fairseq.checkpoints import readable, updates_in
+from d2v_fairseq.checkpoints import readable, stopped_early, updates_in
 
 from .conftest import REPO, assert_same_student_and_teacher
 
@@ -112,6 +112,22 @@ def test_a_finished_run_stays_finished(straight, demo_corpus):
     before = {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")}
     proc = run(command(family, demo_corpus, save_dir))
     assert f"holds {MAX_UPDATE} updates" in proc.stdout and "finished" in proc.stdout
+    assert {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")} == before
+
+
+def test_a_run_stopped_early_stays_stopped(demo_corpus, tmp_path):
+    # a learning rate of 0 keeps the student, so validation stops improving at once
+    save_dir = tmp_path / "run"
+    cmd = command("v1", demo_corpus, save_dir, "optimization.lr=[0.0]", "dataset.disable_validation=false",
+                  "dataset.validate_interval_updates=2", "checkpoint.patience=1", "optimization.max_update=40")
+    first = run(cmd)
+    record = stopped_early(str(save_dir))
+    assert record is not None and record["metric"] == "loss" and record["patience"] == 1, first.stdout[-2000:]
+    assert record["updates"] < 40 and f"stopped early at update {record['updates']}" in first.stdout
+    assert updates_in(str(save_dir / "checkpoint_last.pt")) == record["updates"]
+    before = {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")}
+    again = run(cmd)
+    assert "stopped early" in again.stdout and "finished" in again.stdout and "taking over" not in again.stderr
     assert {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")} == before
 
 

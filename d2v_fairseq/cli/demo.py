@@ -15,8 +15,12 @@ def register(sub) -> None:
                          "corpus table (as `d2v prepare speech` reads it), its bad rows left out and counted.")
     p.add_argument("--work", default=None, help="where the data, checkpoints and results go "
                    "(default work/demo, or work/demo-own-speech with --corpus)")
-    p.add_argument("--pretrain-updates", type=int, help="pre-training updates (default 1500)")
-    p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; 2000 with --corpus)")
+    p.add_argument("--pretrain-updates", type=int, help="pre-training updates (default 1500; with --corpus: at "
+                   "most this many, chosen from the corpus when not given)")
+    p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; with --corpus: "
+                   "at most this many, chosen from the corpus when not given)")
+    p.add_argument("--patience", type=int, help="--corpus: stop a stage when validation has not improved for this "
+                   "many validations (default 3; 0: run every update)")
     p.add_argument("--corpus", help="a corpus table (.tsv/.csv with path and text columns), a Kaldi dir or a folder")
     p.add_argument("--group-column", help="--corpus: keep each value's rows in one split (speaker, chapter, level)")
     p.add_argument("--split-column", help="--corpus: a column of train/valid/test (otherwise splits are made)")
@@ -85,12 +89,13 @@ def _speech(args: argparse.Namespace) -> None:
                         split_column=args.split_column,
                         path_column=args.path_column, text_column=args.text_column,
                         pretrain_overrides=args.pretrain_overrides, finetune_overrides=args.finetune_overrides,
-                        inits=args.init, max_seconds=args.max_seconds, keep_scripts=args.keep_script, **updates)
+                        inits=args.init, max_seconds=args.max_seconds, keep_scripts=args.keep_script,
+                        patience=args.patience, **updates)
     else:
         from ..modules.errors import InputError
 
         for given, option in ((args.init, "--init"), (args.max_seconds, "--max-seconds"),
-                              (args.keep_script, "--keep-script")):
+                              (args.keep_script, "--keep-script"), (args.patience, "--patience")):
             if given:
                 raise InputError(f"{option} needs --corpus (the synthesized demo corpus has its own recipe)")
         from ..demos.speech import run_demo

@@ -53,9 +53,12 @@ class StagePlan:
     left_out: Dict[str, List[str]] = field(default_factory=dict)  # reason -> ["SPLIT.tsv:LINE: detail"]
     notes: List[str] = field(default_factory=list)
     durations: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    batches_per_epoch: Dict[str, int] = field(default_factory=dict)  # "pretrain" / "finetune" -> batches
+    letter_counts: Dict[str, int] = field(default_factory=dict)  # letter -> occurrences in the kept training rows
 
     def summary(self) -> Dict:
         return {"subsets": self.subsets, "finetune_overrides": self.finetune_overrides, "durations": self.durations,
+                "batches_per_epoch": self.batches_per_epoch, "letter_counts": self.letter_counts,
                 "left_out": {reason: len(rows) for reason, rows in self.left_out.items()},
                 "left_out_rows": self.left_out, "notes": self.notes}
 
@@ -194,6 +197,13 @@ def plan_stages(data_dir: str, pretrain_cfg: dict, finetune_cfg: dict, max_secon
         plan.notes.append(f"fine-tuning crop: {longest} samples instead of the recipe's {crop} (a labeled "
                           "recording is never cut)")
 
+    ft_rows = kept.get("train", [])
+    plan.batches_per_epoch["finetune"] = epoch_batches([r.samples for r in ft_rows], max(max_tokens, longest))
+    for row in ft_rows:
+        for letter in row.letters or ():
+            if letter != "|":
+                plan.letter_counts[letter] = plan.letter_counts.get(letter, 0) + 1
+
     # pre-training reads pretrain.tsv (or train.tsv): it skips what is too short, crops what is long
     pre_rows = splits.get("pretrain", splits.get("train", []))
     pre_task = pretrain_cfg.get("task", {})
@@ -207,7 +217,66 @@ def plan_stages(data_dir: str, pretrain_cfg: dict, finetune_cfg: dict, max_secon
         if cropped:
             plan.notes.append(f"pre-training crops {cropped} recording(s) to {crop / SAMPLE_RATE:.1f} s "
                               "(a random window each epoch, as it does for every long recording)")
+    skipped = {id(r) for r in too_short}
+    pre_sizes = [min(r.samples, crop) if crop else r.samples for r in pre_rows if id(r) not in skipped]
+    plan.batches_per_epoch["pretrain"] = epoch_batches(pre_sizes, int(pretrain_cfg.get("dataset", {}).get("max_tokens")
+                                                                      or 0))
     return plan
+
+
+def epoch_batches(sizes: Sequence[int], max_tokens: int) -> int:
+    """Batches in one epoch of recordings of ``sizes`` samples under fairseq's ``max_tokens``
+    (each batch padded to its longest; recordings in length order, as fairseq batches them)."""
+    if not max_tokens:
+        return len(sizes)
+    batches, count, longest = 0, 0, 0
+    for size in sorted(sizes):
+        if count and (count + 1) * max(longest, size) > max_tokens:
+            batches, count, longest = batches + 1, 0, 0
+        count, longest = count + 1, max(longest, size)
+    return batches + (1 if count else 0)
+
+
+# Budgets of the own-corpus demo, tuned on Debian's fillets-ng Dutch and Czech recordings (about
+# 1.3 hours each, 29 and 40 letters): pre-training passes over the audio, fine-tuning passes over the
+# labeled audio, and CTC updates per letter of the alphabet (a letter counts when the training
+# transcripts hold it at least LETTER_MIN_COUNT times: one stray word in another script adds no
+# work). Validation runs every VALIDATE_EVERY updates; fine-tuning stops when the valid UER has not
+# improved for PATIENCE validations, pre-training when the valid loss has not.
+PRETRAIN_EPOCHS = 6
+FINETUNE_EPOCHS = 10
+UPDATES_PER_LETTER = 100
+LETTER_MIN_COUNT = 20
+VALIDATE_EVERY = 500
+PATIENCE = 3
+MIN_UPDATES, MAX_UPDATES = 1000, 10000
+
+
+@dataclass
+class Budget:
+    """The updates each stage may take at most, the validation patience, and why."""
+    pretrain_updates: int
+    finetune_updates: int
+    patience: int
+    reasons: List[str]
+
+
+def _round_up(updates: float) -> int:
+    return int(min(MAX_UPDATES, max(MIN_UPDATES, -(-updates // VALIDATE_EVERY) * VALIDATE_EVERY)))
+
+
+def choose_budget(plan: StagePlan) -> Budget:
+    """The own-corpus demo's budgets from the corpus: see the constants above."""
+    letters = sorted(k for k, n in plan.letter_counts.items() if n >= LETTER_MIN_COUNT)
+    pre_batches, ft_batches = plan.batches_per_epoch.get("pretrain", 0), plan.batches_per_epoch.get("finetune", 0)
+    pretrain = _round_up(PRETRAIN_EPOCHS * pre_batches)
+    by_epochs, by_letters = FINETUNE_EPOCHS * ft_batches, UPDATES_PER_LETTER * len(letters)
+    finetune = _round_up(max(by_epochs, by_letters))
+    return Budget(pretrain, finetune, PATIENCE, [
+        f"pre-training: at most {pretrain} updates ({PRETRAIN_EPOCHS} passes of {pre_batches} batches)",
+        f"fine-tuning: at most {finetune} updates (the larger of {FINETUNE_EPOCHS} passes of {ft_batches} batches "
+        f"and {UPDATES_PER_LETTER} per letter for {len(letters)} letters seen >= {LETTER_MIN_COUNT} times)",
+        f"each stops when validation (every {VALIDATE_EVERY} updates) has not improved for {PATIENCE} validations"])
 
 
 def write_subset(data_dir: str, split: str, name: str, rows: Sequence[Row]) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from ..checkpoints import updates_in
+from ..checkpoints import stopped_early, updates_in
 from ..environment import config_root
 from ..modules.errors import InputError
 
@@ -163,9 +163,10 @@ def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[st
     ``save_dir`` already holds that many updates (fairseq itself would resume and run one more);
     ``show``: which log lines to print (see ``run``)."""
     done = trained_updates(save_dir)
-    if done >= updates:
+    if done >= updates or stopped_early(save_dir):
         if show:
-            print(f"  already trained ({done} updates in {save_dir}): reusing it", flush=True)
+            early = " (stopped early)" if done < updates else ""
+            print(f"  already trained ({done} updates{early} in {save_dir}): reusing it", flush=True)
         return
     cmd = [sys.executable, "-m", "d2v_fairseq", "train", "--config-dir", os.path.join(config_root(), modality, config_dir),
            "--config-name", config_name, f"common.user_dir={PACKAGE}", f"checkpoint.save_dir={save_dir}",

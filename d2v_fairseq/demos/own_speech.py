@@ -6,6 +6,9 @@
 2. pre-train a small data2vec_audio on all of the training split's audio, without labels;
 3. CTC fine-tune on the training split (or ``--labeled-minutes`` of it) from the pre-trained
    model and, at the same budget and architecture, from random initialization;
+   the budgets of 2 and 3 follow the corpus (``data.speech_plan.choose_budget``: passes over
+   the audio, updates per letter of the alphabet) unless given, and each stage stops early when
+   validation has not improved for ``patience`` validations (valid loss, valid UER);
 4. tune the LM weight and word score of each on the validation split, then decode the test
    split with viterbi and with the LM (lexicon beam search);
 5. print one row per starting point with WER and CER of each decoder.
@@ -27,13 +30,13 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..data.corpus import TextOptions, format_summary, import_corpus, labeled_subset
-from ..data.speech_plan import format_plan, plan_stages
+from ..data.speech_plan import VALIDATE_EVERY, choose_budget, format_plan, plan_stages
 from ..environment import config_root
 from ..launch import load_config
 from ..evaluation import evaluate_ctc
 from ..hub import read_checkpoint, tune_lm
 from ..modules.errors import InputError
-from .common import hydra_train, print_comparison, stage
+from .common import hydra_train, print_comparison, stage, trained_updates
 
 LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 WORD_SCORES = (-1.0, 0.0, 1.0)
@@ -79,14 +82,16 @@ def check_init(path: str) -> Tuple[str, str]:
 
 
 def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_column: Optional[str] = None,
-                    labeled_minutes: Optional[float] = None, pretrain_updates: int = 1500,
-                    finetune_updates: int = 2000, path_column: str = "path", text_column: str = "text",
+                    labeled_minutes: Optional[float] = None, pretrain_updates: Optional[int] = None,
+                    finetune_updates: Optional[int] = None, patience: Optional[int] = None,
+                    path_column: str = "path", text_column: str = "text",
                     pretraining: str = "real_cpu", finetuning: str = "real_cpu",
                     pretrain_overrides: Sequence[str] = (), finetune_overrides: Sequence[str] = (),
                     inits: Sequence[str] = (), max_seconds: Optional[float] = None,
                     keep_scripts: Optional[Sequence[str]] = None, split_column: Optional[str] = None) -> Dict:
     """Runs the pipeline (see the module docstring) in ``work``; returns {starting point:
-    {"viterbi": {"wer", "cer"}, "lm": {"wer", "cer", "lm_weight", "word_score"}}}. With
+    {"viterbi": {"wer", "cer"}, "lm": {"wer", "cer", "lm_weight", "word_score"}, "valid_uer",
+    "updates"}}. Budgets not given come from the corpus (``choose_budget``). With
     ``inits`` (pre-trained speech checkpoints) fine-tuning starts from each of them instead of
     pre-training here; random init takes the first one's architecture."""
     work = os.path.abspath(work)
@@ -111,14 +116,23 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
     if labeled_minutes:
         train_subset = labeled_subset(data, labeled_minutes, split=train_subset)
     test_subset = plan.subsets["test"]
+    budget = choose_budget(plan)
+    pretrain_updates = pretrain_updates or budget.pretrain_updates
+    finetune_updates = finetune_updates or budget.finetune_updates
+    patience = budget.patience if patience is None else patience
+    stopping = [f"checkpoint.patience={patience}", f"dataset.validate_interval_updates={VALIDATE_EVERY}",
+                f"checkpoint.save_interval_updates={VALIDATE_EVERY}"] if patience > 0 else []
+    print("budgets from the corpus: " + "; ".join(budget.reasons))
+    print(f"  this run: pre-training {pretrain_updates}, fine-tuning {finetune_updates} updates at most, "
+          + (f"patience {patience} validations" if patience > 0 else "no early stopping"))
     print(f"  {time.time() - start:.0f} s")
 
     if not starts:
-        stage(f"2/5 data2vec pre-training on the training audio (no labels), {pretrain_updates} updates")
+        stage(f"2/5 data2vec pre-training on the training audio (no labels), at most {pretrain_updates} updates")
         pre_dir = os.path.join(work, "pretrain")
         hydra_train("pretraining", pre_dir, pretrain_updates,
                     [f"task.data={data}", "dataset.train_subset=pretrain", "dataset.valid_subset=valid",
-                     *pretrain_overrides], os.path.join(work, "pretrain.log"), config_name=pretraining,
+                     *stopping, *pretrain_overrides], os.path.join(work, "pretrain.log"), config_name=pretraining,
                     what="pre-training")
         starts.append(("pretrained", os.path.join(pre_dir, "checkpoint_last.pt")))
     else:
@@ -130,29 +144,34 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
     runs.append(("random init", starts[0][1], ["+model.no_pretrained_weights=true"]))
     for i, (name, checkpoint, extra) in enumerate(runs):
         stage(f"3/5 CTC fine-tuning {name if name.startswith('from') else 'from ' + name} on {labeled} the "
-              f"training split, {finetune_updates} updates")
+              f"training split, at most {finetune_updates} updates")
         tag = "random_init" if name == "random init" else ("pretrained" if name == "pretrained" else f"init{i + 1}")
         ft_dir = os.path.join(work, f"finetune_{tag}")
         hydra_train("finetuning", ft_dir, finetune_updates,
                     [f"task.data={data}", f"model.w2v_path={checkpoint}", f"dataset.train_subset={train_subset}",
-                     f"dataset.valid_subset={plan.subsets['valid']}", *plan.finetune_overrides, *extra,
+                     f"dataset.valid_subset={plan.subsets['valid']}", *plan.finetune_overrides, *stopping, *extra,
                      *finetune_overrides],
                     os.path.join(work, f"finetune_{tag}.log"), config_name=finetuning, what=f"fine-tuning {name}")
         stage(f"4/5 decoding the test split: {name}")
         scores[name] = decode_test(os.path.join(ft_dir, "checkpoint_best.pt"), data, test_subset, plan.subsets["valid"])
         scores[name]["valid_uer"] = best_valid(os.path.join(ft_dir, "checkpoint_best.pt"))
+        scores[name]["updates"] = trained_updates(ft_dir)
 
     n_test = plan.durations.get("test", {}).get("utterances", len(result.splits["test"]))
     stage(f"5/5 test split ({n_test} utterances); {time.time() - start:.0f} s in all")
     table = {name: {"v_wer": s["viterbi"]["wer"], "v_cer": s["viterbi"]["cer"], "lm_wer": s["lm"]["wer"],
-                    "lm_cer": s["lm"]["cer"], "valid_uer": s["valid_uer"]} for name, s in scores.items()}
-    failed = not_learned({name: s["valid_uer"] for name, s in scores.items()}, finetune_updates)
+                    "lm_cer": s["lm"]["cer"], "valid_uer": s["valid_uer"], "updates": s["updates"]}
+             for name, s in scores.items()}
+    failed = not_learned({name: s["valid_uer"] for name, s in scores.items()},
+                         {name: s["updates"] for name, s in scores.items()})
     print_comparison(table, [("v_wer", "viterbi WER", True), ("v_cer", "viterbi CER", True),
                              ("lm_wer", "LM WER", True), ("lm_cer", "LM CER", True),
-                             ("valid_uer", "valid UER", True)], "v_cer",
+                             ("valid_uer", "valid UER", True), ("updates", "CTC updates", "d")], "v_cer",
                      f"{n_test} test utterances", lower_is_better=True, not_learned=failed)
     with open(os.path.join(work, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"corpus": result.summary(), "plan": plan.summary(), "inits": dict(starts) if inits else {},
+                   "budget": {"pretrain_updates": pretrain_updates, "finetune_updates": finetune_updates,
+                              "patience": patience, "reasons": budget.reasons},
                    "scores": scores, "seconds": time.time() - start}, f, indent=1)
     return scores
 
@@ -174,11 +193,11 @@ def best_valid(checkpoint: str) -> Optional[float]:
     return float(best) if metric == "uer" and best is not None else None
 
 
-def not_learned(valid_uer: Dict[str, Optional[float]], finetune_updates: int,
+def not_learned(valid_uer: Dict[str, Optional[float]], updates: Dict[str, int],
                 limit: float = NOT_LEARNED_UER) -> Dict[str, str]:
     """Starting points whose fine-tuned model did not learn (best valid UER above ``limit``; None:
-    not known, no verdict) -> why, with what to try."""
-    return {name: (f"best valid UER {uer:.1f} > {limit:g} after {finetune_updates} CTC updates; try more CTC "
+    not known, no verdict) -> why (with the CTC updates it ran), with what to try."""
+    return {name: (f"best valid UER {uer:.1f} > {limit:g} after {updates.get(name, '?')} CTC updates; try more CTC "
                    "updates (--finetune-updates), another learning rate (--finetune-overrides "
                    "optimization.lr=[...]), more labeled audio, or check that the transcripts match the audio")
             for name, uer in valid_uer.items() if uer is not None and uer > limit}

@@ -6,8 +6,9 @@ front end, transcripts longer than CTC can align, pre-training's skips and crops
 import pytest
 
 from d2v_fairseq.data.manifest import read_lines
-from d2v_fairseq.data.speech_plan import (conv_layers, ctc_frames_needed, format_plan, frames, plan_stages,
-                                          receptive_field)
+from d2v_fairseq.data.speech_plan import (LETTER_MIN_COUNT, MIN_UPDATES, StagePlan,
+                                          choose_budget, conv_layers, ctc_frames_needed, epoch_batches,
+                                          format_plan, frames, plan_stages, receptive_field)
 from d2v_fairseq.modules.errors import InputError
 
 FRONT_END = "[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2"
@@ -86,3 +87,35 @@ def test_a_split_left_empty_stops_before_training(corpus):
     write_split(corpus, "valid", [(200, "A")])
     with pytest.raises(InputError, match="valid.tsv: no valid utterance is left"):
         plan_stages(str(corpus), PRETRAIN, FINETUNE)
+
+
+def test_epoch_batches_pad_each_batch_to_its_longest():
+    assert epoch_batches([10, 10, 10, 10], 40) == 1
+    assert epoch_batches([10, 10, 10, 11], 40) == 2  # four padded to 11 exceed 40
+    assert epoch_batches([30, 5, 5, 5], 30) == 2  # in length order: three short ones, then the long one
+    assert epoch_batches([], 40) == 0 and epoch_batches([1, 2], 0) == 2
+
+
+def test_the_plan_counts_batches_and_letters_of_what_stages_read(corpus):
+    plan = plan_stages(str(corpus), PRETRAIN, FINETUNE)
+    # fine-tuning reads the 3 kept training rows (48000, 16000... the 60-letter clip is left out), pre-training
+    # the 4 rows of at least 8000 samples, cropped to 48000
+    kept = [48000, 481489, 32000]
+    assert plan.batches_per_epoch["finetune"] == epoch_batches(kept, 481489)
+    assert plan.batches_per_epoch["pretrain"] == len([48000, 48000, 16000, 32000])  # no max_tokens: one each
+    assert plan.letter_counts["L"] == "HELLO THERE".count("L") + ("ALL OF THIS " * 20).count("L")
+    assert "|" not in plan.letter_counts and "Z" not in plan.letter_counts
+
+
+def test_budgets_follow_the_alphabet_and_the_audio():
+    rare = {chr(0x410 + i): 1 for i in range(17)}  # one stray Cyrillic row adds no work
+    plan = StagePlan(subsets={}, finetune_overrides=[], batches_per_epoch={"pretrain": 245, "finetune": 172},
+                     letter_counts={**{chr(65 + i): LETTER_MIN_COUNT for i in range(26)}, **rare})
+    budget = choose_budget(plan)
+    assert budget.finetune_updates == 3000  # 100 per letter for 26 letters, rounded up to a validation
+    plan.letter_counts.update({f"{c}\u030c": 50 for c in "CDENRSTZ"})  # a wider alphabet: more CTC updates
+    assert choose_budget(plan).finetune_updates == 3500  # 34 letters
+    assert budget.pretrain_updates == 1500  # 6 passes of 245 batches
+    plan.batches_per_epoch = {"pretrain": 2, "finetune": 3}
+    assert choose_budget(plan).pretrain_updates == MIN_UPDATES
+    assert any("26 letters" in line for line in budget.reasons)
