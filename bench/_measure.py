@@ -1,6 +1,7 @@
 """What the speed benchmarks share: one fairseq-hydra-train run in its own process (through
 _train_once.py, which reports its peak RSS), its figures parsed from the log, and the table."""
 
+import json
 import os
 import re
 import subprocess
@@ -17,21 +18,35 @@ def front_end(width: int) -> str:
     return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
 
 
-def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False) -> Dict[str, float]:
+def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False,
+               profile: bool = True) -> Dict[str, float]:
     """Runs fairseq-hydra-train with ``args``; returns updates_per_s, the mean batch size
     (``bsz``), seconds of training, peak RSS in MB, wall seconds (and the output as ``log``
-    with ``keep_log``)."""
+    with ``keep_log``). With ``profile`` (``_profile.py``): also ``stages`` (seconds per update
+    of each stage) and ``flops_per_update``, and updates_per_s counts the timed updates only
+    (the warm-up and the FLOP-counted update left out)."""
     start = time.time()
+    env = dict(os.environ, D2V_BENCH_PROFILE="1") if profile else None
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "_train_once.py"), *args],
-                          capture_output=True, text=True, cwd=cwd)
+                          capture_output=True, text=True, cwd=cwd, env=env)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise SystemExit(f"{kind} run failed:\n{out[-5000:]}")
     train_s = float(re.search(r"done training in ([\d.]+) seconds", out).group(1))
     bsz = [float(b) for b in re.findall(r"bsz=([\d.]+)", out)]
-    return {"updates_per_s": updates / train_s, "bsz": sum(bsz) / len(bsz) if bsz else float("nan"),
-            "train_s": train_s, "peak_rss_mb": float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1)),
-            "wall_s": time.time() - start, **({"log": out} if keep_log else {})}
+    result = {"updates_per_s": updates / train_s, "bsz": sum(bsz) / len(bsz) if bsz else float("nan"),
+              "train_s": train_s, "peak_rss_mb": float(re.search(r"BENCH_PEAK_RSS_MB ([\d.]+)", out).group(1)),
+              "wall_s": time.time() - start, **({"log": out} if keep_log else {})}
+    found = re.search(r"BENCH_PROFILE (.*)", out)
+    if found:
+        profiled = json.loads(found.group(1))
+        n = profiled["updates"]
+        if n:
+            result["stages"] = {k: v / n for k, v in profiled["seconds"].items()}
+            result["updates_per_s"] = 1.0 / sum(result["stages"].values())
+        result["flops_per_update"] = profiled["flops_per_update"]
+        result["optimized"] = profiled.get("optimized_tensors_and_values")
+    return result
 
 
 def print_table(title: str, results: Dict[str, Dict[str, float]], rate: str) -> None:

@@ -1,7 +1,10 @@
 """Runs fairseq-hydra-train in this process and prints its peak resident memory at exit
-(a helper of bench/pretrain_speed.py: one process per run, so each peak is its own)."""
+(a helper of the speed benchmarks: one process per run, so each peak is its own). With
+``D2V_BENCH_PROFILE=1`` it also prints where the updates' time went and their FLOPs
+(``_profile.py``)."""
 
 import atexit
+import os
 import resource
 import sys
 
@@ -11,6 +14,10 @@ def _report():
 
 
 atexit.register(_report)
+if os.environ.get("D2V_BENCH_PROFILE"):
+    from _profile import install  # bench/ is the script's directory
+
+    install()
 from fairseq_cli.hydra_train import cli_main  # noqa: E402
 
 sys.argv[0] = "fairseq-hydra-train"

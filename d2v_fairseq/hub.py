@@ -4,7 +4,13 @@ fine-tuned) or a released-format one, and transcribe with a fine-tuned CTC model
     from d2v_fairseq.hub import Transcriber, load_checkpoint
     model, cfg, task = load_checkpoint("checkpoint_best.pt")
     asr = Transcriber("checkpoint_best.pt", decoder="lexicon_beam", lm="lm.arpa", lexicon="lexicon.txt")
-    print(asr.transcribe(waveform_16k))          # one utterance, a 1-D float array
+    print(asr.transcribe(waveform_16k))          # one recording, a 1-D float array, any length
+    transcript = asr.timed(waveform_16k)         # .text and .words: [TimedWord(word, start, end)]
+
+A recording longer than ``window`` seconds (default 30) is read in windows that overlap by
+twice ``context`` seconds, each normalized on its own, and the centres of their emissions are
+joined (``decoding.timing.windows``): time and memory grow linearly with the length, and a
+recording that fits is read whole, as before.
 
 This is the one place above the registered layers that loads checkpoints: models, tasks and
 decoders never do (fine-tuning models read their pre-trained encoder through
@@ -18,6 +24,7 @@ import pickle
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,6 +36,7 @@ from omegaconf import open_dict
 
 from . import criterions, models, tasks  # noqa: F401  (registers the package's names with fairseq)
 from .decoding.generator import build_decoder, ctc_emissions
+from .decoding.timing import TimedWord, word_timings, windows
 from .models.pretrained import complete_saved_configs, undeclared_keys
 from .modules.errors import InputError
 from .modules.metrics import char_error_rate, word_error_rate
@@ -99,6 +107,13 @@ def load_checkpoint(
     return loaded[0], cfg, task
 
 
+@dataclass
+class Transcript:
+    """A recording's text and its timed words."""
+    text: str
+    words: List[TimedWord]
+
+
 class Transcriber:
     """A fine-tuned CTC model plus a decoder; see the module docstring.
 
@@ -135,12 +150,50 @@ class Transcriber:
             return " ".join(hypo["words"])
         return self.task.target_dictionary.string(hypo["tokens"], "letter")
 
-    def transcribe(self, waveform) -> str:
-        """One 16 kHz mono utterance (1-D array or tensor) -> text."""
+    def samples_per_frame(self) -> int:
+        """Input samples per output frame: the product of the front end's strides (320)."""
+        return int(np.prod([m.stride[0] for m in self.model.modules() if isinstance(m, torch.nn.Conv1d)]))
+
+    def recording_emissions(self, waveform, window: float = 30.0, context: float = 2.5,
+                            batch: int = 8) -> torch.Tensor:
+        """Emissions (T, V) of one 16 kHz mono recording of any length: whole when it fits in
+        ``window`` seconds (0: always whole), else the kept centres of overlapping windows
+        (see the module docstring), ``batch`` windows per forward pass."""
         source = torch.as_tensor(np.asarray(waveform), dtype=torch.float32).flatten()
-        if self.normalize:
-            source = F.layer_norm(source, source.shape)
-        return self.text(self.decoder.decode(self.emissions(source[None])[0]))
+        rate = self.samples_per_frame()
+        cuts = windows(source.numel(), int(window * 16000) // rate * rate, int(context * 16000) // rate * rate)
+        chunks = []
+        for read_start, read_end, _, _ in cuts:
+            chunk = source[read_start:read_end]
+            chunks.append(F.layer_norm(chunk, chunk.shape) if self.normalize else chunk)
+        emitted: List[torch.Tensor] = []
+        for i in range(0, len(chunks), batch):
+            group = chunks[i:i + batch]
+            same = [c for c in group if c.numel() == group[0].numel()]
+            emitted += self.emissions(torch.stack(same)) if same else []
+            emitted += [self.emissions(c[None])[0] for c in group[len(same):]]
+        if len(cuts) == 1:
+            return emitted[0]
+        kept = []
+        for (read_start, _, keep_start, keep_end), e in zip(cuts, emitted, strict=True):
+            last = keep_end == source.numel()
+            kept.append(e[(keep_start - read_start) // rate:None if last else (keep_end - read_start) // rate])
+        return torch.cat(kept)
+
+    def transcribe(self, waveform, window: float = 30.0, context: float = 2.5) -> str:
+        """One 16 kHz mono recording (1-D array or tensor), any length -> text."""
+        return self.text(self.decoder.decode(self.recording_emissions(waveform, window, context)))
+
+    def timed(self, waveform, window: float = 30.0, context: float = 2.5) -> "Transcript":
+        """One recording -> its text and its words with start and end seconds (from the
+        decoder's frame alignment)."""
+        hypo = self.decoder.decode(self.recording_emissions(waveform, window, context))
+        if hypo.get("frames") is None:
+            raise InputError("this decoder returned no frame alignment: word timings need one (use the viterbi "
+                             "decoder)", path="--timestamps")
+        words = word_timings(hypo["frames"], self.decoder.blank, self.decoder.silence,
+                             self.task.target_dictionary.symbols, self.samples_per_frame() / 16000)
+        return Transcript(self.text(hypo), words)
 
     def subset_emissions(self, subset: str, max_tokens: int = 1_000_000):
         """(emissions per utterance, reference texts) for a subset of the task's data."""

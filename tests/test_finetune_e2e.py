@@ -241,3 +241,54 @@ def test_ctc_model_exports_to_transformers_with_the_same_greedy_transcripts(demo
     assert torch.allclose(ours_lp, theirs_lp, atol=1e-4)
     pipe = transformers.pipeline("automatic-speech-recognition", model=out_dir)
     assert pipe(waves[1])["text"].strip() == ours[1]
+
+
+def long_recording(corpus, seconds):
+    """The test recordings end to end (repeated) up to ``seconds``."""
+    waves = [sf.read(os.path.join(corpus, "wav", f"test_{i:04d}.wav"), dtype="float32")[0] for i in range(8)]
+    joined = np.concatenate(waves * (1 + int(seconds * 16000) // sum(len(w) for w in waves)))
+    return joined[:int(seconds * 16000)]
+
+
+def test_long_recordings_are_read_in_windows_and_words_are_timed(demo_corpus, finetuned, tmp_path):
+    asr = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus)
+    wave, _ = sf.read(os.path.join(demo_corpus, "wav", "test_0000.wav"), dtype="float32")
+    assert asr.transcribe(wave) == asr.transcribe(wave, window=0)  # a recording that fits is read whole
+    long = long_recording(demo_corpus, 40)
+    whole, windowed = asr.recording_emissions(long, window=0), asr.recording_emissions(long, window=8, context=1)
+    assert abs(whole.size(0) - windowed.size(0)) <= 1  # one frame per 20 ms either way
+    # away from the cuts, the windows see what the whole pass sees nearby: mostly the same best path
+    agree = (whole[:windowed.size(0)].argmax(-1) == windowed[:whole.size(0)].argmax(-1)).float().mean()
+    assert agree > 0.6, float(agree)
+    timed = asr.timed(long, window=8, context=1)
+    assert timed.text == asr.transcribe(long, window=8, context=1)
+    assert " ".join(w.word for w in timed.words) == " ".join(timed.text.split())
+    for a, b in zip(timed.words, timed.words[1:], strict=False):
+        assert a.start < a.end <= b.start
+    assert all(0 <= w.start and w.end <= 40.0 + 0.02 for w in timed.words)
+
+    path = tmp_path / "long.flac"
+    sf.write(str(path), long, 16000)
+    out = run_cli([os.path.join(VENV_BIN, "d2v"), "transcribe", f"{finetuned}/ft/checkpoint_best.pt", str(path),
+                   "--window", "8", "--context", "1", "--timestamps", "json"]).stdout
+    import json
+
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["text"] == timed.text and len(line["words"]) == len(timed.words)
+    run_cli([os.path.join(VENV_BIN, "d2v"), "transcribe", f"{finetuned}/ft/checkpoint_best.pt", str(path),
+             "--window", "8", "--context", "1", "--timestamps", "srt", "--output-dir", str(tmp_path / "srt")])
+    srt = (tmp_path / "srt" / "long.srt").read_text()
+    cues = [cue.split("\n") for cue in srt.strip().split("\n\n")] if srt.strip() else []
+    assert " ".join(cue[2] for cue in cues) == " ".join(w.word for w in timed.words)
+    assert all(" --> " in cue[1] for cue in cues) and len(cues) >= len(timed.words) / 8
+
+
+def test_lm_decoders_give_a_frame_alignment_for_word_timings(demo_corpus, finetuned):
+    asr = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus, decoder="lexicon_beam",
+                      lm=str(finetuned / "lm.arpa"), lexicon=str(finetuned / "lexicon.txt"), beam=8)
+    wave, _ = sf.read(os.path.join(demo_corpus, "wav", "test_0002.wav"), dtype="float32")
+    emissions = asr.recording_emissions(wave)
+    hypo = asr.decoder.decode(emissions)
+    assert hypo["frames"] is not None and len(hypo["frames"]) == emissions.size(0)
+    timed = asr.timed(wave)
+    assert [w.word for w in timed.words] == asr.text(hypo).split()

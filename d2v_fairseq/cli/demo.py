@@ -19,8 +19,8 @@ def register(sub) -> None:
                    "most this many, chosen from the corpus when not given)")
     p.add_argument("--finetune-updates", type=int, help="fine-tuning updates per run (default 1200; with --corpus: "
                    "at most this many, chosen from the corpus when not given)")
-    p.add_argument("--patience", type=int, help="--corpus: stop a stage when validation has not improved for this "
-                   "many validations (default 3; 0: run every update)")
+    p.add_argument("--patience", type=int, help="--corpus: stop fine-tuning when the valid UER has not improved for "
+                   "this many validations (default 3; 0: run every update)")
     p.add_argument("--corpus", help="a corpus table (.tsv/.csv with path and text columns), a Kaldi dir or a folder")
     p.add_argument("--group-column", help="--corpus: keep each value's rows in one split (speaker, chapter, level)")
     p.add_argument("--split-column", help="--corpus: a column of train/valid/test (otherwise splits are made)")

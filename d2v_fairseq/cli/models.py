@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 
 
 def add_decoder_options(p: argparse.ArgumentParser, default_decoder: str = "viterbi") -> None:
@@ -29,10 +30,17 @@ def register(sub) -> None:
     """Adds the checkpoint commands to the ``d2v`` subparsers ``sub``."""
     p = sub.add_parser("transcribe", help="transcribe audio files with a CTC fine-tuned checkpoint",
                        description="Prints FILE<TAB>TRANSCRIPT per audio file (any rate and channels; "
-                       "read as 16 kHz mono).")
+                       "read as 16 kHz mono; any length: longer than --window, it is read in overlapping "
+                       "windows). --timestamps json prints one JSON line per file with each word's start and "
+                       "end; --timestamps srt writes FILE.srt subtitles into --output-dir.")
     p.add_argument("checkpoint", help="a CTC fine-tuned checkpoint (checkpoint_best.pt)")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
     p.add_argument("--data", help="the fine-tuning data folder (its dict.ltr.txt), if it moved since fine-tuning")
+    p.add_argument("--window", type=float, default=30.0, help="seconds read at once (default 30; 0: whole files)")
+    p.add_argument("--context", type=float, default=2.5, help="seconds of overlap on each side of a window's "
+                   "kept centre (default 2.5)")
+    p.add_argument("--timestamps", choices=["json", "srt"], help="word start and end times (from the CTC alignment)")
+    p.add_argument("--output-dir", default=".", help="--timestamps srt: where FILE.srt goes (default: here)")
     add_decoder_options(p)
     p.set_defaults(func=_transcribe, log_level=logging.WARNING)
 
@@ -118,9 +126,23 @@ def _transcribe(args: argparse.Namespace) -> None:
     from ..data.audio import read_audio
     from ..hub import Transcriber
 
+    from ..decoding.timing import to_json, to_srt
+
     asr = Transcriber(args.checkpoint, data_dir=args.data, **decoder_args(args))
     for path in args.audio:
-        print(f"{path}\t{asr.transcribe(read_audio(path))}", flush=True)
+        audio = read_audio(path)
+        if not args.timestamps:
+            print(f"{path}\t{asr.transcribe(audio, args.window, args.context)}", flush=True)
+            continue
+        transcript = asr.timed(audio, args.window, args.context)
+        if args.timestamps == "json":
+            print(to_json(path, transcript.text, transcript.words), flush=True)
+            continue
+        os.makedirs(args.output_dir, exist_ok=True)
+        srt = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + ".srt")
+        with open(srt, "w", encoding="utf-8") as f:
+            f.write(to_srt(transcript.words))
+        print(f"{path}\t{transcript.text}\t{srt}", flush=True)
 
 
 def _tune_lm(args: argparse.Namespace) -> None:

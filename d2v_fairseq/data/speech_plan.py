@@ -242,7 +242,7 @@ def epoch_batches(sizes: Sequence[int], max_tokens: int) -> int:
 # labeled audio, and CTC updates per letter of the alphabet (a letter counts when the training
 # transcripts hold it at least LETTER_MIN_COUNT times: one stray word in another script adds no
 # work). Validation runs every VALIDATE_EVERY updates; fine-tuning stops when the valid UER has not
-# improved for PATIENCE validations, pre-training when the valid loss has not.
+# improved for PATIENCE validations (pre-training runs its budget: its loss chases moving targets).
 PRETRAIN_EPOCHS = 6
 FINETUNE_EPOCHS = 10
 UPDATES_PER_LETTER = 100
@@ -276,7 +276,8 @@ def choose_budget(plan: StagePlan) -> Budget:
         f"pre-training: at most {pretrain} updates ({PRETRAIN_EPOCHS} passes of {pre_batches} batches)",
         f"fine-tuning: at most {finetune} updates (the larger of {FINETUNE_EPOCHS} passes of {ft_batches} batches "
         f"and {UPDATES_PER_LETTER} per letter for {len(letters)} letters seen >= {LETTER_MIN_COUNT} times)",
-        f"each stops when validation (every {VALIDATE_EVERY} updates) has not improved for {PATIENCE} validations"])
+        f"fine-tuning stops when the valid UER (every {VALIDATE_EVERY} updates) has not improved for {PATIENCE} "
+        "validations"])
 
 
 def write_subset(data_dir: str, split: str, name: str, rows: Sequence[Row]) -> None:

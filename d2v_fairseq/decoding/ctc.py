@@ -5,7 +5,8 @@
   word-level KenLM n-gram (flashlight-text's LexiconDecoder);
 * ``LexiconFreeBeamDecoder``: beam search over letters with a letter-level KenLM n-gram.
 
-Each returns, per utterance, {"tokens": LongTensor, "score": float, "words": [str]}.
+Each returns, per utterance, {"tokens": LongTensor, "score": float, "words": [str], "frames":
+the token of every frame (the alignment word timings are read from)}.
 flashlight-text imports lazily, so viterbi decoding needs nothing beyond torch.
 """
 
@@ -54,7 +55,8 @@ class ViterbiDecoder:
         best = emissions.argmax(dim=-1)
         tokens = collapse(best.tolist(), self.blank)
         score = float(emissions.max(dim=-1).values.sum())
-        return {"tokens": torch.tensor(tokens, dtype=torch.long), "score": score, "words": self._words(tokens)}
+        return {"tokens": torch.tensor(tokens, dtype=torch.long), "score": score, "words": self._words(tokens),
+                "frames": best.tolist()}
 
     def _words(self, tokens: List[int]) -> List[str]:
         if self.symbols is None or self.silence is None:
@@ -151,8 +153,11 @@ class _FlashlightDecoder:
         tokens = [t for t in tokens if t >= 0]
         while tokens and tokens[0] == self.silence:  # the beam search starts in silence
             tokens.pop(0)
+        frames = list(result.tokens)
+        if len(frames) == T + 2:  # flashlight pads the path with a start and an end step
+            frames = frames[1:-1]
         return {"tokens": torch.tensor(tokens, dtype=torch.long), "score": float(result.score),
-                "words": self._words(result, tokens)}
+                "words": self._words(result, tokens), "frames": frames if len(frames) == T else None}
 
 
 class LexiconBeamDecoder(_FlashlightDecoder):
