@@ -90,10 +90,10 @@ test: $(STAMP) debian-data lint
 test-quick: $(STAMP) debian-data
 	$(VPY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
+# every family and modality against its reference, tiny and Base width, MFU, inference vs transformers
 bench: $(STAMP) debian-data
-	$(VPY) bench/pretrain_speed.py
-	$(VPY) bench/text_speed.py
-	$(VPY) bench/vision_speed.py
+	mkdir -p work/bench
+	$(VPY) bench/speed_table.py --profile --json work/bench/speed_table.json
 
 # data2vec 2.0 vs v1 (speech): throughput and time to the same WER on the demo corpus
 bench-v2: $(STAMP) espeak

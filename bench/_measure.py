@@ -18,6 +18,15 @@ def front_end(width: int) -> str:
     return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
 
 
+def with_overrides(overrides: List[str], extra: List[str]) -> List[str]:
+    """Hydra ``overrides`` with the keys of ``extra`` replaced by its values (``+key``, ``~key`` and
+    ``key`` are one key)."""
+    def key(o):
+        return o.split("=", 1)[0].lstrip("+~")
+    given = {key(o) for o in extra}
+    return [o for o in overrides if key(o) not in given] + list(extra)
+
+
 def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False,
                profile: bool = True) -> Dict[str, float]:
     """Runs fairseq-hydra-train with ``args``; returns updates_per_s, the mean batch size

@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 
-from _measure import train_once, wordnet_text_data  # bench/ is the script's directory
+from _measure import train_once, with_overrides, wordnet_text_data  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASED = os.path.join(os.path.dirname(__import__("fairseq").__file__), "examples", "data2vec", "config", "v2")
@@ -69,7 +69,8 @@ def data_for(modality: str, work: str) -> list:
     return [f"task.data={wordnet_text_data(os.path.join(work, 'text', 'bin'), vocab_size=2000)}"]
 
 
-def run(kind: str, modality: str, updates: int, work: str, data: list) -> dict:
+def run(kind: str, modality: str, updates: int, work: str, data: list, sizes=()) -> dict:
+    """One run of ``kind`` (ours or reference); ``sizes`` overrides replace the recipe's small ones."""
     name, overrides = RECIPES[modality]
     if kind == "ours":
         user_dir = os.path.join(REPO, "d2v_fairseq")
@@ -79,7 +80,7 @@ def run(kind: str, modality: str, updates: int, work: str, data: list) -> dict:
         with open(os.path.join(user_dir, "__init__.py"), "w") as f:
             f.write(REFERENCE_INIT)
     args = ["--config-dir", RELEASED, "--config-name", name, f"common.user_dir={user_dir}",
-            f"checkpoint.save_dir={work}/{kind}_ckpt", f"optimization.max_update={updates}", *SMALL, *overrides, *data]
+            f"checkpoint.save_dir={work}/{kind}_ckpt", f"optimization.max_update={updates}", *with_overrides([*SMALL, *overrides], list(sizes)), *data]
     result = train_once(kind, args, work, updates, keep_log=True)
     losses = re.findall(r"train_inner.*? loss=([\d.]+)", result.pop("log"))
     result["loss"] = float(losses[-1]) if losses else float("nan")

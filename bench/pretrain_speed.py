@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 
-from _measure import front_end, print_table, train_once  # bench/ is the script's directory
+from _measure import front_end, print_table, train_once, with_overrides  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "audio", "pretraining")
@@ -30,13 +30,15 @@ PRESETS = {
 }
 
 
-def run(kind: str, data: str, updates: int, preset: str, workdir: str) -> dict:
+def run(kind: str, data: str, updates: int, preset: str, workdir: str, sizes=()) -> dict:
+    """One run of ``kind`` (ours or reference); ``sizes`` overrides replace the preset's."""
     common = [
         f"task.data={data}", f"checkpoint.save_dir={workdir}/{kind}_ckpt", f"optimization.max_update={updates}",
         "dataset.disable_validation=true", "checkpoint.no_save=true", "common.log_interval=5",
         "lr_scheduler.phase_ratio=null", "+lr_scheduler.warmup_steps=5", "+lr_scheduler.hold_steps=1000",
         "+lr_scheduler.decay_steps=1000", *PRESETS[preset],
     ]
+    common = with_overrides(common, list(sizes))
     if kind == "ours":
         extra = [f"common.user_dir={REPO}/d2v_fairseq"]
     else:

@@ -15,7 +15,7 @@ import argparse
 import os
 import tempfile
 
-from _measure import print_table, train_once, wordnet_text_data  # bench/ is the script's directory
+from _measure import print_table, train_once, with_overrides, wordnet_text_data  # bench/ is the script's directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "examples", "text", "pretraining")
@@ -30,10 +30,12 @@ def build_data(data: str) -> None:
     wordnet_text_data(data, vocab_size=4000)
 
 
-def run(kind: str, data: str, updates: int, workdir: str) -> dict:
+def run(kind: str, data: str, updates: int, workdir: str, sizes=()) -> dict:
+    """One run of ``kind`` (ours or reference); ``sizes`` overrides replace the defaults."""
     common = [f"task.data={data}", f"checkpoint.save_dir={workdir}/{kind}_ckpt", f"optimization.max_update={updates}",
               "dataset.disable_validation=true", "checkpoint.no_save=true", "common.log_interval=5",
               "+lr_scheduler.lr_period_updates=10000"]
+    common = with_overrides(common, list(sizes))
     if kind == "ours":
         extra = [f"common.user_dir={REPO}/d2v_fairseq"]
     else:
@@ -45,8 +47,9 @@ def run(kind: str, data: str, updates: int, workdir: str) -> dict:
                  "+model.transformer.decoder.input_dim=512", "+model.transformer.decoder.output_dim=512"]
     result = train_once(kind, ["--config-dir", CONFIG_DIR, "--config-name", "tiny_cpu", *common, *extra],
                         workdir, updates)
-    # tokens_per_sample 128: the complete_doc blocks of the glosses are (nearly) full
-    result["tokens_per_s"] = result["bsz"] * 128 * updates / result["train_s"]
+    # the complete_doc blocks of the glosses are (nearly) full
+    tokens = next((int(o.split("=")[1]) for o in sizes if o.startswith("task.tokens_per_sample=")), 128)
+    result["tokens_per_s"] = result["bsz"] * tokens * updates / result["train_s"]
     return result
 
 

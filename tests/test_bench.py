@@ -37,3 +37,46 @@ def test_gpu_check_runs_its_table_on_cpu_with_tiny_configs(tmp_path):
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("speech-v1", "vision-v1"))]
     assert [r[0] for r in rows] == ["speech-v1", "vision-v1"] and all(r[-1] == "ok" for r in rows)
     assert rows[0][-2].endswith("x")  # the ratio against fairseq's reference speech model
+
+
+def bench_module(name):
+    sys.path.insert(0, BENCH)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(BENCH)
+
+
+def test_stage_timer_counts_nested_time_once():
+    import time
+
+    profile = bench_module("_profile")
+    timer = profile.StageTimer()
+    timer.active = True
+    outer = timer.wrap("outer", lambda: (time.sleep(0.02), inner()))
+    inner = timer.wrap("inner", lambda: time.sleep(0.03))
+    outer()
+    assert 0.03 <= timer.seconds["inner"] < 0.06
+    assert 0.02 <= timer.seconds["outer"] < 0.04  # the inner stage's time is not the outer's too
+
+
+def test_flop_count_covers_matmuls_and_the_cpu_attention_kernel():
+    import torch
+
+    profile = bench_module("_profile")
+    profile._register_attention_flops()
+    layer = torch.nn.Linear(32, 16)
+    with profile.FlopCount() as count:
+        layer(torch.randn(8, 32))
+    assert count.total == 2 * 8 * 32 * 16
+    q = torch.randn(2, 4, 10, 8, requires_grad=True)
+    with profile.FlopCount() as count:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert count.total == 3 * 4 * 2 * 4 * 10 * 10 * 8  # forward 4 B H T S D, backward twice that
+
+
+def test_width_overrides_replace_the_small_ones():
+    measure = bench_module("_measure")
+    assert measure.with_overrides(["model.depth=4", "+model.num_heads=4", "task.data=x"],
+                                  ["model.num_heads=12", "model.depth=2"]) == \
+        ["task.data=x", "model.num_heads=12", "model.depth=2"]
