@@ -23,6 +23,7 @@ measured beside other work says so. Then the inference row (``inference_speed.py
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
+    logging.getLogger("PIL").setLevel(logging.WARNING)  # building the digits data logs every image
     work = os.path.abspath(args.work or tempfile.mkdtemp(prefix="d2v-speed-table-"))
     os.makedirs(work, exist_ok=True)
     peak = peak_flops()

@@ -19,6 +19,15 @@ from torch import nn
 from .vit import DropPath
 
 
+def padding_bias(padding_mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """A key padding mask (B, T) as an additive attention bias (B, 1, 1, T): -inf at padding;
+    None when nothing is padded."""
+    if padding_mask is None or not padding_mask.any():
+        return None
+    blocked = torch.zeros(padding_mask.shape, dtype=dtype, device=padding_mask.device)
+    return blocked.masked_fill(padding_mask.bool(), float("-inf"))[:, None, None, :]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection: ``x`` (B, T, C), an additive
     bias (B, H, T, T) or None and a key padding mask (B, T) or None -> (B, T, C)."""
@@ -40,9 +49,8 @@ class Attention(nn.Module):
         mask = None
         if bias is not None:
             mask = bias.to(q.dtype)
-        if padding_mask is not None and padding_mask.any():
-            blocked = torch.zeros(padding_mask.shape, dtype=q.dtype, device=x.device)
-            blocked = blocked.masked_fill(padding_mask.bool(), float("-inf"))[:, None, None, :]  # (B, 1, 1, T)
+        blocked = padding_bias(padding_mask, q.dtype)
+        if blocked is not None:
             mask = blocked if mask is None else mask + blocked
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0)
@@ -111,12 +119,24 @@ def run_alibi_blocks(blocks, x: torch.Tensor, padding_mask: Optional[torch.Tenso
                ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """``blocks`` on ``x`` (B, T, C), each with its scaled ALiBi bias; in training a block is
     skipped with probability ``layerdrop`` (torch's RNG, which fairseq reseeds every update).
-    Returns the output (B, T, C) and, with ``keep_targets``, each block's target (B, T, C)."""
+    Returns the output (B, T, C) and, with ``keep_targets``, each block's target (B, T, C).
+
+    The padding joins the bias once for all blocks (once per block with per-block scales),
+    where each block would otherwise test the mask and build the sum again."""
     targets: List[torch.Tensor] = []
+    blocked = padding_bias(padding_mask, x.dtype if bias is None else bias.dtype)
+    shared = None
+    if scale is None or bias is None:  # the same bias in every block
+        shared = bias if blocked is None else (blocked if bias is None else bias + blocked)
     for i, block in enumerate(blocks):
         if block.training and layerdrop > 0 and torch.rand(()) < layerdrop:
             continue
-        x, target = block(x, padding_mask, scaled_bias(bias, scale, i))
+        if shared is not None or (bias is None and blocked is None):
+            block_bias = shared
+        else:
+            block_bias = scaled_bias(bias, scale, i)
+            block_bias = block_bias if blocked is None else block_bias + blocked
+        x, target = block(x, None, block_bias)
         if keep_targets:
             targets.append(target)
     return x, targets
