@@ -12,8 +12,10 @@ the first two updates warm up, the third is FLOP-counted, the rest are timed). W
 * tiny: the benchmarks' small models (v1: ``tiny_cpu.yaml``, 4 blocks of 64 dims; 2.0: 4 blocks of
   128 dims), their data;
 * base: 768 dims, 12 heads, 3072 feed-forward, 2 blocks (so that a run takes minutes), with the
-  real input sizes: the 512-channel speech front end on the demo recordings, 224-pixel images in
-  16-pixel patches, 512-token text; the 2.0 recipes keep their released clone_batch and decoders.
+  real input sizes: the 512-channel speech front end on the demo recordings (crops up to 5 s;
+  batches of 20 s of audio for v1, 10 s for 2.0, whose clone_batch 8 makes 80), 224-pixel images in
+  16-pixel patches (2 images, 16 clones), 512-token text (v1: 4 sequences; 2.0: 2, 8 clones); the
+  2.0 recipes keep their released clone_batch and decoders.
 
 MFU: FLOPs of an update (student forward and backward, teacher forward, decoder) times
 updates/s over the machine's fp32 matmul peak (``_profile.peak_flops``, measured first). A line
@@ -56,7 +58,7 @@ V2_BASE_SHARED = [f"model.depth={BASE['blocks']}", f"+model.num_heads={BASE['hea
 V2_BASE = {
     "audio": V2_BASE_SHARED + [
         "model.modalities.audio.feature_encoder_spec='[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2'",
-        "model.modalities.audio.decoder.decoder_dim=384", "dataset.max_tokens=320000",
+        "model.modalities.audio.decoder.decoder_dim=384", "dataset.max_tokens=160000",
         "task.max_sample_size=80000"],
     "image": V2_BASE_SHARED + [
         "+task.input_size=224", "+model.modalities.image.input_size=224", "+model.modalities.image.patch_size=16",
@@ -121,7 +123,8 @@ def main() -> None:
     parser.add_argument("--widths", default="tiny,base")
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--rounds", type=int, default=2, help="interleaved (ours, reference) pairs per row")
-    parser.add_argument("--updates", type=int, default=12, help="updates per run (the first 3 are not timed)")
+    parser.add_argument("--updates", type=int, default=20, help="updates per tiny run (the first 3 are not timed)")
+    parser.add_argument("--base-updates", type=int, default=8, help="updates per Base-width run")
     parser.add_argument("--profile", action="store_true", help="print where each of our updates' time goes")
     parser.add_argument("--no-inference", action="store_true", help="leave out the inference row")
     parser.add_argument("--json", help="write every measurement here")
@@ -139,7 +142,7 @@ def main() -> None:
             runs = {"ours": [], "reference": []}
             for _ in range(args.rounds):
                 for kind in ("ours", "reference"):
-                    r = run(kind, width, args.updates, work)
+                    r = run(kind, width, args.base_updates if width == "base" else args.updates, work)
                     r.pop("log", None)
                     runs[kind].append(r)
                     print(f"  {label} {width} {kind:9s} {r['updates_per_s']:.3f} updates/s, "
