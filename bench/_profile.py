@@ -75,10 +75,23 @@ TIMER = StageTimer()
 STATE = {"updates": 0, "timed": 0, "flops": None, "last_end": None}
 
 
+def _conv_backward_flops(grad_out, input, weight, bias_sizes=None, stride=None, padding=None, dilation=None,
+                         transposed=False, output_padding=None, groups=1, output_mask=(True, True, True),
+                         out_val=None, **kwargs):
+    """FLOPs of a convolution's backward: the forward's (2 N prod(weight) prod(output spatial),
+    grouped or not) once for the input's gradient and once for the weight's. torch's own formula
+    counts a grouped convolution's backward as if it were not grouped (17x the forward for 16
+    groups)."""
+    spatial = input.shape[2:] if transposed else grad_out.shape[2:]
+    forward = 2 * grad_out.shape[0] * weight.numel() * int(torch.tensor(spatial).prod()) if len(spatial) else 0
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def _register_attention_flops():
-    from torch.utils.flop_counter import register_flop_formula
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
 
     aten = torch.ops.aten
+    flop_registry[aten.convolution_backward] = _conv_backward_flops
 
     def count(q_shape, k_shape):
         *batch, t, d = q_shape

@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--base-updates", type=int, default=8, help="updates per Base-width run")
     parser.add_argument("--profile", action="store_true", help="print where each of our updates' time goes")
     parser.add_argument("--no-inference", action="store_true", help="leave out the inference row")
+    parser.add_argument("--flops-only", action="store_true", help="only count our FLOPs per update (one short "
+                        "run per row and width; no timing)")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
@@ -139,6 +141,11 @@ def main() -> None:
     for width in args.widths.split(","):
         for row in args.rows.split(","):
             label, run = ROWS[row]
+            if args.flops_only:
+                r = run("ours", width, 3, work)  # two warm-up updates, then the counted one
+                print(f"{label:12s}{width:>6s}{r['flops_per_update'] / 1e9:11.1f} GFLOP/update", flush=True)
+                everything.append({"row": label, "width": width, "flops_per_update": r["flops_per_update"]})
+                continue
             runs = {"ours": [], "reference": []}
             for _ in range(args.rounds):
                 for kind in ("ours", "reference"):
@@ -158,6 +165,11 @@ def main() -> None:
             everything.append({**entry, "runs": runs})
             if args.profile and entry["stages"]:
                 print(f"    ours: {stage_line(entry['stages'])}", flush=True)
+    if args.flops_only:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"peak_flops": peak, "rows": everything}, f, indent=1)
+        return
     print(f"\n{'row':12s}{'width':>6s}{'ours upd/s':>12s}{'ref upd/s':>11s}{'ratio':>8s}{'GFLOP/upd':>11s}"
           f"{'MFU ours':>10s}{'MFU ref':>9s}")
     for e in table:

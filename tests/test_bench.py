@@ -73,6 +73,15 @@ def test_flop_count_covers_matmuls_and_the_cpu_attention_kernel():
     with profile.FlopCount() as count:
         torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
     assert count.total == 3 * 4 * 2 * 4 * 10 * 10 * 8  # forward 4 B H T S D, backward twice that
+    conv = torch.nn.Conv1d(64, 64, 3, padding=1, groups=16)
+    x = torch.randn(2, 64, 10, requires_grad=True)
+    with profile.FlopCount() as count:
+        y = conv(x)
+    forward = count.total
+    assert forward == 2 * 2 * 64 * 4 * 3 * 10  # grouped: 64 / 16 input channels per output
+    with profile.FlopCount() as count:
+        y.sum().backward()
+    assert count.total == 2 * forward  # the input's gradient and the weight's, each a forward's worth
 
 
 def test_width_overrides_replace_the_small_ones():

@@ -125,6 +125,8 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
     patience = budget.patience if patience is None else patience
     stopping = [f"checkpoint.patience={patience}", f"dataset.validate_interval_updates={VALIDATE_EVERY}",
                 f"checkpoint.save_interval_updates={VALIDATE_EVERY}"] if patience > 0 else []
+    given = {o.split("=", 1)[0].lstrip("+~") for o in finetune_overrides}
+    stopping = [o for o in stopping if o.split("=", 1)[0] not in given]  # the user's overrides win
     print("budgets from the corpus: " + "; ".join(budget.reasons))
     print(f"  this run: pre-training {pretrain_updates}, fine-tuning {finetune_updates} updates at most, "
           + (f"fine-tuning patience {patience} validations" if patience > 0 else "no early stopping"))

@@ -210,14 +210,15 @@ class ModalityEncoder(nn.Module):
                 padding_mask = None
         bias, scale = None, self.alibi_scale
         if self.modality_cfg.use_alibi_encoder:
-            bias = self.alibi(B, T, x.device)
+            # one (1, H, T, T) bias, scaled once and viewed per row (copies and clones alike), so
+            # that only the kept rows' biases are ever materialized
+            bias = self.alibi(1, T, x.device)
             if scale is not None:
                 scale = scale.clamp_min(0)
                 if scale.size(0) == 1:  # one scale for all blocks: fold it in now
                     bias = bias * scale.squeeze(0).type_as(bias)
                     scale = None
-            if clone_batch > 1 and mask:
-                bias = bias.repeat_interleave(clone_batch, 0)
+            bias = bias.expand(x.size(0), -1, -1, -1)
             if removed:
                 bias = keep_bias(bias, mask_info.keep)
         if self.extra_tokens is not None:
