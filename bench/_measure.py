@@ -21,10 +21,10 @@ def front_end(width: int) -> str:
 def with_overrides(overrides: List[str], extra: List[str]) -> List[str]:
     """Hydra ``overrides`` with the keys of ``extra`` replaced by its values (``+key``, ``~key`` and
     ``key`` are one key)."""
-    def key(o):
-        return o.split("=", 1)[0].lstrip("+~")
-    given = {key(o) for o in extra}
-    return [o for o in overrides if key(o) not in given] + list(extra)
+    from d2v_fairseq.launch import override_key
+
+    given = {override_key(o.lstrip("~")) for o in extra}
+    return [o for o in overrides if override_key(o.lstrip("~")) not in given] + list(extra)
 
 
 def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False,

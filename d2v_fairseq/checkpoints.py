@@ -386,10 +386,11 @@ def _persistent_save(original: Callable) -> Callable:
     return save
 
 
-def stopped_early(save_dir: str) -> Optional[dict]:
+def stopped_early(save_dir: str, last_updates: Optional[int] = None) -> Optional[dict]:
     """The record a run that stopped early (``checkpoint.patience``) left in ``save_dir``
     ({"updates", "metric", "best", "patience"}), when ``checkpoint_last.pt`` is still the
-    checkpoint it saved; else None."""
+    checkpoint it saved; else None. ``last_updates``: that checkpoint's update count when the
+    caller has read it already (else it is read here, only when a record exists)."""
     import json
 
     try:
@@ -397,8 +398,9 @@ def stopped_early(save_dir: str) -> Optional[dict]:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    last = whole_updates(os.path.join(save_dir, "checkpoint_last.pt"))
-    return record if last is not None and last == record.get("updates") else None
+    if last_updates is None:
+        last_updates = whole_updates(os.path.join(save_dir, "checkpoint_last.pt"))
+    return record if last_updates is not None and last_updates == record.get("updates") else None
 
 
 def _recording_early_stop(original: Callable) -> Callable:
@@ -449,12 +451,13 @@ def _guarded_load(original: Callable) -> Callable:
             for line in filter(None, lines):  # on stderr, whatever hydra made of logging
                 print(f"WARNING: {line}", file=sys.stderr, flush=True)
         max_update = int(trainer.cfg.optimization.max_update or 0)
+        done = None
         if default_restore and max_update > 0 and os.path.isfile(last):
-            done = updates_in(last)
-            if done >= max_update:
+            done = whole_updates(last)
+            if done is not None and done >= max_update:
                 raise RunFinished(f"{last} holds {done} updates (optimization.max_update={max_update}): the run "
                                   "is finished; nothing to train (raise max_update to train on)")
-        early = stopped_early(cfg.save_dir) if default_restore and not suffix else None
+        early = stopped_early(cfg.save_dir, done) if default_restore and not suffix else None
         if early is not None:
             raise RunFinished(f"{cfg.save_dir} stopped early at update {early['updates']} (valid {early['metric']} "
                               f"did not improve on {early['best']} for {early['patience']} validations): the run is "

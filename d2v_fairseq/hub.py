@@ -36,6 +36,7 @@ from omegaconf import open_dict
 
 from . import criterions, models, tasks  # noqa: F401  (registers the package's names with fairseq)
 from .decoding.generator import build_decoder, ctc_emissions
+from .data.audio import SAMPLE_RATE
 from .decoding.timing import TimedWord, word_timings, windows
 from .models.pretrained import complete_saved_configs, undeclared_keys
 from .modules.errors import InputError
@@ -161,17 +162,17 @@ class Transcriber:
         (see the module docstring), ``batch`` windows per forward pass."""
         source = torch.as_tensor(np.asarray(waveform), dtype=torch.float32).flatten()
         rate = self.samples_per_frame()
-        cuts = windows(source.numel(), int(window * 16000) // rate * rate, int(context * 16000) // rate * rate)
+        cuts = windows(source.numel(), int(window * SAMPLE_RATE) // rate * rate,
+                       int(context * SAMPLE_RATE) // rate * rate)
         chunks = []
         for read_start, read_end, _, _ in cuts:
             chunk = source[read_start:read_end]
             chunks.append(F.layer_norm(chunk, chunk.shape) if self.normalize else chunk)
+        full = [c for c in chunks if c.numel() == chunks[0].numel()]  # every window but perhaps the last
         emitted: List[torch.Tensor] = []
-        for i in range(0, len(chunks), batch):
-            group = chunks[i:i + batch]
-            same = [c for c in group if c.numel() == group[0].numel()]
-            emitted += self.emissions(torch.stack(same)) if same else []
-            emitted += [self.emissions(c[None])[0] for c in group[len(same):]]
+        for i in range(0, len(full), batch):
+            emitted += self.emissions(torch.stack(full[i:i + batch]))
+        emitted += [self.emissions(c[None])[0] for c in chunks[len(full):]]
         if len(cuts) == 1:
             return emitted[0]
         kept = []
@@ -192,7 +193,7 @@ class Transcriber:
             raise InputError("this decoder returned no frame alignment: word timings need one (use the viterbi "
                              "decoder)", path="--timestamps")
         words = word_timings(hypo["frames"], self.decoder.blank, self.decoder.silence,
-                             self.task.target_dictionary.symbols, self.samples_per_frame() / 16000)
+                             self.task.target_dictionary.symbols, self.samples_per_frame() / SAMPLE_RATE)
         return Transcript(self.text(hypo), words)
 
     def subset_emissions(self, subset: str, max_tokens: int = 1_000_000):

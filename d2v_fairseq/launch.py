@@ -252,7 +252,8 @@ def fit_schedule(cfg: dict) -> Tuple[List[str], Optional[str]]:
     return [], None
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The config key a hydra override sets (``+key=value`` and ``key=value`` alike)."""
     return override.split("=", 1)[0].lstrip("+")
 
 
@@ -261,9 +262,9 @@ def _fitted(argv: List[str], extra: List[str], fitted: List[str], line: Optional
     once, by rank 0."""
     if line and int(os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0"))) == 0:
         print(line, flush=True)
-    replaced = {_key(o) for o in fitted}
-    return ([a for a in argv if _key(a) not in replaced],
-            [e for e in extra if _key(e) not in replaced] + fitted)
+    replaced = {override_key(o) for o in fitted}
+    return ([a for a in argv if override_key(a) not in replaced],
+            [e for e in extra if override_key(e) not in replaced] + fitted)
 
 
 def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False) -> None:
@@ -280,7 +281,7 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
         # update_freq was already multiplied in: the fitted values replace the user's own
         argv, extra = _fitted(argv, extra, *fit_world_size(cfg, processes_here()))
     argv, extra = _fitted(argv, extra, *fit_schedule(cfg))
-    given = {arg.split("=", 1)[0].lstrip("+") for arg in argv if "=" in arg}
+    given = {override_key(arg) for arg in argv if "=" in arg}
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
 

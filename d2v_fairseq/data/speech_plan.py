@@ -26,6 +26,7 @@ hydra overrides the stages must run with.
 import ast
 import os
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -199,10 +200,7 @@ def plan_stages(data_dir: str, pretrain_cfg: dict, finetune_cfg: dict, max_secon
 
     ft_rows = kept.get("train", [])
     plan.batches_per_epoch["finetune"] = epoch_batches([r.samples for r in ft_rows], max(max_tokens, longest))
-    for row in ft_rows:
-        for letter in row.letters or ():
-            if letter != "|":
-                plan.letter_counts[letter] = plan.letter_counts.get(letter, 0) + 1
+    plan.letter_counts = dict(Counter(letter for row in ft_rows for letter in row.letters or () if letter != "|"))
 
     # pre-training reads pretrain.tsv (or train.tsv): it skips what is too short, crops what is long
     pre_rows = splits.get("pretrain", splits.get("train", []))

@@ -163,7 +163,7 @@ def hydra_train(config_dir: str, save_dir: str, updates: int, overrides: List[st
     ``save_dir`` already holds that many updates (fairseq itself would resume and run one more);
     ``show``: which log lines to print (see ``run``)."""
     done = trained_updates(save_dir)
-    if done >= updates or stopped_early(save_dir):
+    if done >= updates or stopped_early(save_dir, done):
         if show:
             early = " (stopped early)" if done < updates else ""
             print(f"  already trained ({done} updates{early} in {save_dir}): reusing it", flush=True)

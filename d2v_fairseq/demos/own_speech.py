@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..data.corpus import TextOptions, format_summary, import_corpus, labeled_subset
 from ..data.speech_plan import VALIDATE_EVERY, choose_budget, format_plan, plan_stages
 from ..environment import config_root
-from ..launch import load_config
+from ..launch import load_config, override_key
 from ..evaluation import evaluate_ctc
 from ..hub import read_checkpoint, tune_lm
 from ..modules.errors import InputError
@@ -125,8 +125,8 @@ def run_corpus_demo(corpus: str, work: str = "work/demo-own-speech", group_colum
     patience = budget.patience if patience is None else patience
     stopping = [f"checkpoint.patience={patience}", f"dataset.validate_interval_updates={VALIDATE_EVERY}",
                 f"checkpoint.save_interval_updates={VALIDATE_EVERY}"] if patience > 0 else []
-    given = {o.split("=", 1)[0].lstrip("+~") for o in finetune_overrides}
-    stopping = [o for o in stopping if o.split("=", 1)[0] not in given]  # the user's overrides win
+    given = {override_key(o.lstrip("~")) for o in finetune_overrides}
+    stopping = [o for o in stopping if override_key(o) not in given]  # the user's overrides win
     print("budgets from the corpus: " + "; ".join(budget.reasons))
     print(f"  this run: pre-training {pretrain_updates}, fine-tuning {finetune_updates} updates at most, "
           + (f"fine-tuning patience {patience} validations" if patience > 0 else "no early stopping"))

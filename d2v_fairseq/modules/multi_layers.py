@@ -28,6 +28,13 @@ def padding_bias(padding_mask: Optional[torch.Tensor], dtype: torch.dtype) -> Op
     return blocked.masked_fill(padding_mask.bool(), float("-inf"))[:, None, None, :]
 
 
+def joined_bias(bias: Optional[torch.Tensor], blocked: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The sum of two additive attention biases, either of which may be None."""
+    if bias is None or blocked is None:
+        return blocked if bias is None else bias
+    return bias + blocked
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection: ``x`` (B, T, C), an additive
     bias (B, H, T, T) or None and a key padding mask (B, T) or None -> (B, T, C)."""
@@ -46,12 +53,7 @@ class Attention(nn.Module):
                 bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)  # (B, H, T, C/H)
-        mask = None
-        if bias is not None:
-            mask = bias.to(q.dtype)
-        blocked = padding_bias(padding_mask, q.dtype)
-        if blocked is not None:
-            mask = blocked if mask is None else mask + blocked
+        mask = joined_bias(bias.to(q.dtype) if bias is not None else None, padding_bias(padding_mask, q.dtype))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0)
         return self.dropout(self.proj(out.transpose(1, 2).reshape(B, T, C)))
@@ -125,17 +127,12 @@ def run_alibi_blocks(blocks, x: torch.Tensor, padding_mask: Optional[torch.Tenso
     where each block would otherwise test the mask and build the sum again."""
     targets: List[torch.Tensor] = []
     blocked = padding_bias(padding_mask, x.dtype if bias is None else bias.dtype)
-    shared = None
-    if scale is None or bias is None:  # the same bias in every block
-        shared = bias if blocked is None else (blocked if bias is None else bias + blocked)
+    per_block = bias is not None and scale is not None  # else every block gets the same bias
+    shared = None if per_block else joined_bias(bias, blocked)
     for i, block in enumerate(blocks):
         if block.training and layerdrop > 0 and torch.rand(()) < layerdrop:
             continue
-        if shared is not None or (bias is None and blocked is None):
-            block_bias = shared
-        else:
-            block_bias = scaled_bias(bias, scale, i)
-            block_bias = block_bias if blocked is None else block_bias + blocked
+        block_bias = joined_bias(scaled_bias(bias, scale, i), blocked) if per_block else shared
         x, target = block(x, None, block_bias)
         if keep_targets:
             targets.append(target)
