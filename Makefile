@@ -7,7 +7,7 @@ D2V := $(VENV)/bin/d2v
 STAMP := $(VENV)/.installed
 WORK ?= work/demo
 
-.PHONY: wordnet sounds lint venv ablations demo demo-text demo-vision demo-v2 demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
+.PHONY: wordnet sounds lint venv ablations curves demo demo-text demo-vision demo-v2 demo-audio-events demo-real-speech test test-quick bench bench-v2 clean-demo espeak debian-data fillets-data
 
 # Debian packages the demos and tests read, each as FILE=PACKAGE: the file a test or demo opens,
 # then the package that installs it (espeak-ng synthesizes speech, wordnet-base holds English
@@ -103,14 +103,25 @@ clean-demo:
 	rm -rf $(WORK)
 
 # the paper's ablations (top-k, target point, teacher context) on the demo data, each study's
-# table in work/ablations/MODALITY/results.json and its plot beside it; resumes where it stopped.
-# Seeds as docs/results.md shows them: 2 per study, 3 for the images context study
-ABLATE_SEEDS ?= 2
+# table in work/ablations/MODALITY/results.json and its plot beside it, with the recipe's random
+# init; resumes where it stopped. Seeds as docs/results.md shows them: 3 for top-k and context,
+# 2 for the target studies
 ablations: $(STAMP) espeak wordnet
-	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/vision
-	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/speech
-	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds $(ABLATE_SEEDS) --work work/ablations/text
-	$(D2V) ablate target --modality speech --values ffn,ffn-residual,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/speech
+	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds 3 --work work/ablations/vision
+	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds 3 --work work/ablations/speech
+	$(D2V) ablate top-k --modality text --values 1,3,6,8 --seeds 3 --work work/ablations/text
+	$(D2V) ablate target --modality speech --values ffn,ffn-residual,attn,block --seeds 2 --work work/ablations/speech
 	$(D2V) ablate context --modality vision --values 1,2,full --seeds 3 --work work/ablations/vision
-	$(D2V) ablate context --modality speech --values 2,8,full --seeds $(ABLATE_SEEDS) --work work/ablations/speech
-	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds $(ABLATE_SEEDS) --work work/ablations/vision
+	$(D2V) ablate context --modality speech --values 2,8,full --seeds 3 --work work/ablations/speech
+	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds 2 --work work/ablations/vision
+
+# time-to-quality curves: data2vec (v1) and 2.0 at several pre-training budgets, images and text,
+# the vision and text demos' recipes; one plot per modality in work/curves/
+CURVES := $(D2V) ablate budget --recipe d2v_fairseq/configs/ablations/curve
+curves: $(STAMP) wordnet
+	$(CURVES)-vision-v2.yaml --values 50,100,200,400 --seeds 2 --work work/curves/vision-v2
+	$(CURVES)-vision-v1.yaml --values 150,300,600 --seeds 2 --work work/curves/vision-v1
+	$(D2V) ablate budget --replot work/curves/vision-v1/results.json --replot work/curves/vision-v2/results.json --plot work/curves/vision.png
+	$(CURVES)-text-v2.yaml --values 100,400 --seeds 2 --work work/curves/text-v2
+	$(CURVES)-text-v1.yaml --values 200,800 --seeds 2 --work work/curves/text-v1
+	$(D2V) ablate budget --replot work/curves/text-v1/results.json --replot work/curves/text-v2/results.json --plot work/curves/text.png

@@ -151,6 +151,24 @@ def write_atomic(obj: Any, filename: str) -> None:
     _inject_fault()
 
 
+def write_atomic_json(filename: str, obj: Any) -> None:
+    """``obj`` as JSON in ``filename``: whole or not there (``.tmp``, fsync, rename, fsync of the
+    directory)."""
+    import json
+
+    tmp = filename + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    fsync_dir(os.path.dirname(os.path.abspath(filename)))
+
+
 def link_atomic(source: str, target: str) -> None:
     """Gives the complete file ``source`` the name ``target`` too, atomically: a hard link
     renamed into place (free), or a synced copy where the filesystem has no hard links."""
@@ -409,16 +427,9 @@ def _recording_early_stop(original: Callable) -> Callable:
         stop = original(cfg, valid_loss)
         trainer = getattr(_guarded_load, "trainer", None)
         if stop and trainer is not None and _rank() == 0:
-            import json
-
             record = {"updates": trainer.get_num_updates(), "metric": cfg.checkpoint.best_checkpoint_metric,
                       "best": getattr(should_stop_early, "best", None), "patience": cfg.checkpoint.patience}
-            path = os.path.join(cfg.checkpoint.save_dir, EARLY_STOP_NAME)
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(path + ".tmp", path)
+            write_atomic_json(os.path.join(cfg.checkpoint.save_dir, EARLY_STOP_NAME), record)
             print(f"stopped early at update {record['updates']}: valid {record['metric']} has not improved on "
                   f"{record['best']} for {record['patience']} validations", flush=True)
         return stop

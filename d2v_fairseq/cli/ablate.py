@@ -7,13 +7,16 @@ import logging
 def register(sub) -> None:
     """Adds ``ablate`` to the ``d2v`` subparsers ``sub``."""
     p = sub.add_parser(
-        "ablate", help="run one of the paper's ablations: top-k, target or context; table and plot",
+        "ablate", help="run one of the paper's ablations (top-k, target, context) or a pre-training budget "
+        "curve (budget); table and plot",
         description="For every setting and pre-training seed: pre-train, fine-tune and score with the modality's "
-        "study recipe (the demo's data and an 8-block model) or --recipe. Runs are keyed by their resolved "
+        "study recipe (the demo's data and an 8-block model) or --recipe; then, when the recipe names "
+        "finetune.random_init, the same fine-tuning from random init per seed. Runs are keyed by their resolved "
         "configs, data and seed: finished runs are reused, interrupted ones resume.")
-    p.add_argument("study", choices=("top-k", "target", "context"),
+    p.add_argument("study", choices=("top-k", "target", "context", "budget"),
                    help="top-k: K top blocks averaged; target: ffn, ffn-residual, attn, block; "
-                   "context: teacher attention window (steps, fraction of the input, or full)")
+                   "context: teacher attention window (steps, fraction of the input, or full); "
+                   "budget: pre-training updates, plotted against the pre-training seconds")
     p.add_argument("--modality", choices=("speech", "text", "vision"),
                    help="the modality (its default recipe); optional with --recipe")
     p.add_argument("--values", help="comma-separated settings, e.g. 1,2,4,8 or ffn,block or 2,8,32,full "
@@ -23,8 +26,12 @@ def register(sub) -> None:
     p.add_argument("--recipe", help="a study recipe YAML (see `d2v configs ablations`): pre-training and "
                    "fine-tuning configs, update counts, data, metric")
     p.add_argument("--plot", help="the PNG to write (default WORK/STUDY.png)")
-    p.add_argument("--replot", metavar="RESULTS_JSON",
-                   help="train nothing: redraw the study's plot from a results.json (needs --plot)")
+    p.add_argument("--scores-from", metavar="RESULTS_JSON",
+                   help="take the score of every run this earlier results.json lists under the same run directory "
+                   "(same resolved pre-training config, seed and data) instead of training it again")
+    p.add_argument("--replot", metavar="RESULTS_JSON", action="append",
+                   help="train nothing: redraw the study's plot from a results.json (needs --plot); give it again "
+                   "to draw several recipes' budget curves in one plot")
     p.set_defaults(func=_ablate, log_level=logging.WARNING)
 
 
@@ -38,4 +45,5 @@ def _ablate(args: argparse.Namespace) -> None:
         return
     if args.modality is None and args.recipe is None:
         raise StudyError("give --modality (speech, text, vision) or --recipe")
-    run_study(args.study, args.modality, args.values, args.seeds, args.work, args.recipe, args.plot)
+    run_study(args.study, args.modality, args.values, args.seeds, args.work, args.recipe, args.plot,
+              scores_from=args.scores_from)

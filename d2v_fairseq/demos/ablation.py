@@ -4,7 +4,9 @@
 * ``target``: which point of the teacher's block is the target (``target_feature``: ``ffn``,
   ``ffn-residual``, ``attn``, ``block``);
 * ``context``: how much of the input the teacher's self-attention sees
-  (``teacher_attention_window``: steps, a fraction of the input, or ``full``).
+  (``teacher_attention_window``: steps, a fraction of the input, or ``full``);
+* ``budget``: the number of pre-training updates, scored against the pre-training seconds they
+  took (a time-to-quality curve; ``--replot`` joins several recipes' curves in one plot).
 
 A study runs, for every setting and pre-training seed, one pre-training and one fine-tuning +
 scoring with a *recipe* (``configs/ablations/MODALITY.yaml`` by default: the demo's data and a
@@ -13,7 +15,11 @@ what determines it: the resolved pre-training config (overrides, update count, s
 fingerprint of the data; the fine-tuning directory below it is keyed the same way. A finished
 run is reused, a changed setting gets a new directory, an interrupted one resumes from its
 ``checkpoint_last.pt``. Settings that resolve to the same config (``K = 8`` in ``top-k`` and
-``ffn`` in ``target``) share one run.
+``ffn`` in ``target``) share one run. A recipe whose fine-tuning names ``random_init`` overrides
+also fine-tunes the same model from random initialization once per seed: the study's baseline,
+drawn in its plot. ``--scores-from`` takes the scores of runs an earlier table lists under the
+same run directory (same resolved pre-training config, seed and data) instead of training them
+again.
 
     d2v ablate top-k --modality vision --values 1,4 --seeds 1 --work W
 
@@ -30,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..environment import config_root
-from ..launch import config_get, load_config
+from ..checkpoints import write_atomic_json
+from ..launch import config_get, load_config, override_key
 from ..modules.errors import InputError
 from ..modules.transformer import TARGET_FEATURES
 from .common import hydra_train
@@ -72,6 +79,15 @@ class Study:
     def paper_note(self, modality: str) -> str:
         """The paper's finding, as the plot prints it under a ``modality`` study."""
         return self.paper
+
+    def pretrain_updates(self, value: str, recipe: "Recipe") -> int:
+        """The pre-training updates of a run of this setting."""
+        return recipe.pretrain.updates
+
+    def setting_overrides(self, value: str) -> List[str]:
+        """The overrides that make a pre-training run this setting (``++``: set the key whether
+        or not the config file names it)."""
+        return [f"++{self.key}={self.config_value(value)}"]
 
 
 class TopKStudy(Study):
@@ -122,6 +138,25 @@ class ContextStudy(Study):
         return f"teacher attention window, +- {unit} (full: the whole input)"
 
 
+class BudgetStudy(Study):
+    """The pre-training budget in updates; the plot puts the score against the seconds it took."""
+    numeric = True
+
+    def problem(self, value, recipe):
+        if not value.isdigit() or int(value) < 1:
+            return f"budget {value!r} is not a whole number of updates (>= 1)"
+        return None
+
+    def pretrain_updates(self, value, recipe):
+        return int(value)
+
+    def setting_overrides(self, value):
+        return []  # the update count is the setting, and every run sets it
+
+    def axis_label(self, modality):
+        return "pre-training wall clock, seconds (start-up included)"
+
+
 STUDIES = {
     "top-k": TopKStudy("top-k", "model.average_top_k_layers", "K", "K: top blocks averaged into the target",
                        "paper (Base, all modalities): averaging several top blocks beats K=1, markedly for speech "
@@ -132,6 +167,9 @@ STUDIES = {
                             "teacher context (attention window)",
                             "paper (speech and images): the more context the teacher sees, the better; the whole "
                             "input is best"),
+    "budget": BudgetStudy("budget", "optimization.max_update", "updates", "pre-training updates",
+                          "paper (data2vec 2.0, Base): MAE's ImageNet accuracy in 16.4x less pre-training time, "
+                          "wav2vec 2.0's LibriSpeech WER in 10.6x less, RoBERTa's GLUE score in half the time"),
 }
 MODALITIES = ("speech", "text", "vision")
 # the config key that holds the model's depth, per pre-training model
@@ -164,6 +202,9 @@ class Recipe:
     metric: str
     data: Optional[str] = None
     default_values: Dict[str, str] = field(default_factory=dict)
+    # overrides that turn the fine-tuning into one from random initialization (None: no baseline)
+    random_init: Optional[List[str]] = None
+    label: str = ""  # how plots name the recipe (default: the file's name)
 
     @property
     def lower_is_better(self) -> bool:
@@ -207,10 +248,16 @@ def load_recipe(path: str) -> Recipe:
     if modality not in MODALITIES:
         raise StudyError(f"recipe key modality: {modality!r} is not one of {', '.join(MODALITIES)}", path=path)
     score = need(raw, "score", "")
-    return Recipe(os.path.abspath(path), modality, stage("pretrain"), stage("finetune"),
+    pretrain, finetune = stage("pretrain"), stage("finetune")
+    random_init = raw["finetune"].get("random_init")
+    if random_init is not None and not isinstance(random_init, list):
+        raise StudyError("recipe key finetune.random_init: a list of overrides", path=path)
+    return Recipe(os.path.abspath(path), modality, pretrain, finetune,
                   str(need(score, "data", "score.")), str(score.get("split", "test")),
                   str(need(score, "metric", "score.")), raw.get("data"),
-                  {k: str(v) for k, v in (raw.get("values") or {}).items()})
+                  {k: str(v) for k, v in (raw.get("values") or {}).items()},
+                  None if random_init is None else [str(o) for o in random_init],
+                  str(raw.get("label") or os.path.splitext(os.path.basename(path))[0]))
 
 
 # ---------------------------------------------------------------- settings
@@ -343,6 +390,7 @@ class RunResult:
     scores: Dict[str, float]
     reused: bool
     run_dir: str
+    earlier: bool = False  # the score was taken from an earlier table (``--scores-from``)
 
 
 def prepare_data(recipe: Recipe, work: str) -> str:
@@ -425,81 +473,167 @@ class Progress:
             self.trained.append(seconds)
 
 
+RANDOM_INIT = "random init"
+
+
 def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, fingerprint: str, work: str,
-                progress: Progress, score: Callable[[str, str, str], Dict]) -> RunResult:
+                progress: Progress, score: Callable[[str, str, str], Dict],
+                earlier: Optional[Dict[str, Dict]] = None) -> RunResult:
     """Pre-trains, fine-tunes and scores one (setting, seed), reusing what is already done;
-    ``fingerprint``: ``data_fingerprint(data)``."""
+    ``fingerprint``: ``data_fingerprint(data)``; ``earlier``: scores of an earlier table by run
+    directory (:func:`earlier_scores`), taken for this run when it names its directory."""
     start = time.time()
-    # ++: set the key whether or not the config file names it
-    setting = [f"++{study.key}={study.config_value(value)}", f"common.seed={seed}",
-               f"optimization.max_update={recipe.pretrain.updates}"]
-    subst = {"data": data, "seed": str(seed)}
+    updates = study.pretrain_updates(value, recipe)
+    setting = [*study.setting_overrides(value), f"common.seed={seed}", f"optimization.max_update={updates}"]
+    subst = {"data": data, "seed": str(seed), "updates": str(updates)}
     pre_overrides = stage_overrides(recipe.pretrain, subst, setting)
     pre_cfg = load_config(recipe.pretrain.config, pre_overrides)
     pre_key = run_key(pre_cfg, data=fingerprint)
-    run_dir = os.path.join(work, "runs", f"{recipe.modality}-{pre_key}")
+    run_name = f"{recipe.modality}-{pre_key}"
+    run_dir = os.path.join(work, "runs", run_name)
     pre_dir = os.path.join(run_dir, "pretrain")
-    pretrained = os.path.join(pre_dir, "checkpoint_last.pt")
-    ft_subst = {**subst, "pretrained": pretrained, "updates": str(recipe.finetune.updates)}
-    ft_extra = [f"common.seed={seed}", f"optimization.max_update={recipe.finetune.updates}"]
-    ft_overrides = stage_overrides(recipe.finetune, ft_subst, ft_extra)
+    ft_overrides = finetune_overrides(recipe, data, seed, os.path.join(pre_dir, "checkpoint_last.pt"))
     ft_key = run_key(load_config(recipe.finetune.config, ft_overrides), pretrain=pre_key, data=fingerprint)
     ft_dir = os.path.join(run_dir, f"finetune-{ft_key}")
-    score_path = os.path.join(ft_dir, f"score-{recipe.score_split}.json")
     label = f"{study.short}={value}"
-    if os.path.isfile(score_path):
-        with open(score_path) as f:
-            scores = json.load(f)
+    scores = reused_scores(ft_dir, recipe)
+    if scores is not None:
         progress.line(label, seed, f"reused {os.path.relpath(ft_dir, work)}: {recipe.metric} {scores[recipe.metric]:.2f}")
         progress.finished(None)
         return RunResult(value, seed, scores, True, run_dir)
+    taken = (earlier or {}).get(run_name, {}).get((value, seed))
+    if taken is not None:
+        progress.line(label, seed, f"from the earlier table ({run_name}): {recipe.metric} {taken[recipe.metric]:.2f}")
+        progress.finished(None)
+        return RunResult(value, seed, taken, True, run_dir, earlier=True)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "run.json"), "w") as f:
         json.dump({"modality": recipe.modality, "setting": {study.key: study.config_value(value)}, "seed": seed,
                    "data": data, "data_fingerprint": fingerprint, "pretrain_config": pre_cfg}, f, indent=1, default=str)
-    progress.line(label, seed, f"pre-training {recipe.pretrain.updates} updates in {os.path.relpath(run_dir, work)}")
-    hydra_train(os.path.dirname(recipe.pretrain.config), pre_dir, recipe.pretrain.updates,
-                pre_overrides,
+    progress.line(label, seed, f"pre-training {updates} updates in {os.path.relpath(run_dir, work)}")
+    pretrain_start = time.time()
+    hydra_train(os.path.dirname(recipe.pretrain.config), pre_dir, updates, pre_overrides,
                 os.path.join(run_dir, "pretrain.log"), modality="",
                 config_name=os.path.splitext(os.path.basename(recipe.pretrain.config))[0], show=())
+    pretrain_seconds = time.time() - pretrain_start
     progress.line(label, seed, f"fine-tuning {recipe.finetune.updates} updates")
-    hydra_train(os.path.dirname(recipe.finetune.config), ft_dir, recipe.finetune.updates,
-                ft_overrides,
-                os.path.join(ft_dir + ".log"), modality="",
-                config_name=os.path.splitext(os.path.basename(recipe.finetune.config))[0], show=())
-    scores = score(os.path.join(ft_dir, "checkpoint_best.pt"), substitute(recipe.score_data, subst), recipe.score_split)
-    scores = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
-    with open(score_path, "w") as f:
-        json.dump(scores, f, indent=1)
+    scores = finetune_and_score(recipe, ft_dir, ft_overrides, data, seed, score, pretrain_s=pretrain_seconds)
     seconds = time.time() - start
     progress.line(label, seed, f"{recipe.metric} {scores[recipe.metric]:.2f} ({_minutes(seconds)})")
     progress.finished(seconds)
     return RunResult(value, seed, scores, False, run_dir)
 
 
+def run_random_init(recipe: Recipe, seed: int, data: str, fingerprint: str, work: str, architecture: str,
+                    progress: Progress, score: Callable[[str, str, str], Dict]) -> RunResult:
+    """Fine-tunes and scores the recipe's model from random initialization (the recipe's
+    ``finetune.random_init`` overrides) with ``seed``; ``architecture``: a pre-trained checkpoint
+    of the recipe, read for the model's shape only."""
+    start = time.time()
+    overrides = finetune_overrides(recipe, data, seed, architecture)
+    replaced = {override_key(o) for o in recipe.random_init}
+    overrides = [o for o in overrides if override_key(o) not in replaced] + list(recipe.random_init)
+    key = run_key(load_config(recipe.finetune.config, overrides), pretrain=RANDOM_INIT, data=fingerprint)
+    ft_dir = os.path.join(work, "runs", f"{recipe.modality}-random-init", f"finetune-{key}")
+    scores = reused_scores(ft_dir, recipe)
+    if scores is not None:
+        progress.line(RANDOM_INIT, seed, f"reused {os.path.relpath(ft_dir, work)}: {recipe.metric} {scores[recipe.metric]:.2f}")
+        progress.finished(None)
+        return RunResult(RANDOM_INIT, seed, scores, True, ft_dir)
+    progress.line(RANDOM_INIT, seed, f"fine-tuning {recipe.finetune.updates} updates from random init")
+    scores = finetune_and_score(recipe, ft_dir, overrides, data, seed, score, pretrain_s=0.0)
+    seconds = time.time() - start
+    progress.line(RANDOM_INIT, seed, f"{recipe.metric} {scores[recipe.metric]:.2f} ({_minutes(seconds)})")
+    progress.finished(seconds)
+    return RunResult(RANDOM_INIT, seed, scores, False, ft_dir)
+
+
+def finetune_overrides(recipe: Recipe, data: str, seed: int, pretrained: str) -> List[str]:
+    """The overrides of a fine-tuning run of the recipe from the checkpoint ``pretrained``."""
+    subst = {"data": data, "seed": str(seed), "pretrained": pretrained, "updates": str(recipe.finetune.updates)}
+    return stage_overrides(recipe.finetune, subst,
+                           [f"common.seed={seed}", f"optimization.max_update={recipe.finetune.updates}"])
+
+
+def reused_scores(ft_dir: str, recipe: Recipe) -> Optional[Dict]:
+    """The scores a finished fine-tuning in ``ft_dir`` wrote (None: not finished)."""
+    path = os.path.join(ft_dir, f"score-{recipe.score_split}.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def finetune_and_score(recipe: Recipe, ft_dir: str, overrides: List[str], data: str, seed: int,
+                       score: Callable[[str, str, str], Dict], pretrain_s: float) -> Dict:
+    """Fine-tunes into ``ft_dir``, scores its best checkpoint and writes the scores (with the
+    pre-training seconds) beside it; returns them."""
+    os.makedirs(os.path.dirname(ft_dir), exist_ok=True)  # its log goes beside it
+    hydra_train(os.path.dirname(recipe.finetune.config), ft_dir, recipe.finetune.updates, overrides,
+                ft_dir + ".log", modality="",
+                config_name=os.path.splitext(os.path.basename(recipe.finetune.config))[0], show=())
+    subst = {"data": data, "seed": str(seed)}
+    scores = score(os.path.join(ft_dir, "checkpoint_best.pt"), substitute(recipe.score_data, subst), recipe.score_split)
+    scores = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+    scores["pretrain_s"] = round(pretrain_s, 1)
+    write_atomic_json(os.path.join(ft_dir, f"score-{recipe.score_split}.json"), scores)
+    return scores
+
+
+def earlier_scores(path: str, study: Study, recipe: Recipe) -> Dict[str, Dict]:
+    """The scores of an earlier table of ``study`` (a results.json, e.g. a copy in docs/ablations)
+    by run directory name: {run dir: {(setting, seed): {metric: score}}}. Its ``runs`` list the run
+    directories in the order the study ran them (every setting, then every seed)."""
+    if not os.path.isfile(path):
+        raise StudyError("no such results file", path=path)
+    with open(path) as f:
+        table = json.load(f)
+    entry = table.get(study.name)
+    if entry is None:
+        raise StudyError(f"no {study.name!r} study in it (it holds {', '.join(table) or 'none'})", path=path)
+    if entry.get("modality") != recipe.modality or entry.get("metric") != recipe.metric:
+        raise StudyError(f"its {study.name} table is {entry.get('modality')} / {entry.get('metric')}, this recipe "
+                         f"{recipe.modality} / {recipe.metric}", path=path)
+    runs = [(row["value"], seed, score) for row in entry["rows"] for seed, score in zip(row["seeds"], row["scores"], strict=True)]
+    if len(runs) != len(entry.get("runs", [])):
+        raise StudyError(f"its {study.name} table lists {len(entry.get('runs', []))} run directories for {len(runs)} "
+                         "scores", path=path)
+    found: Dict[str, Dict] = {}
+    for run_dir, (value, seed, score) in zip(entry["runs"], runs, strict=True):
+        found.setdefault(os.path.basename(run_dir), {})[(value, seed)] = {recipe.metric: score}
+    return found
+
+
 def summarize(study: Study, recipe: Recipe, results: List[RunResult]) -> List[Dict]:
-    """One row per setting: the metric per seed, its mean and standard deviation (n - 1)."""
+    """One row per setting: the metric per seed, its mean and standard deviation (n - 1), the
+    means of the other scores every run has, and the seeds taken from an earlier table."""
     rows = []
     for value in dict.fromkeys(r.value for r in results):
         runs = [r for r in results if r.value == value]
         scores = [r.scores[recipe.metric] for r in runs]
         mean = sum(scores) / len(scores)
         std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
-        extra = {key: sum(r.scores[key] for r in runs) / len(runs)
-                 for key in runs[0].scores if key not in (recipe.metric, "n")}
-        rows.append({"value": value, "seeds": [r.seed for r in runs], "scores": scores, "mean": mean, "std": std,
-                     "other_means": extra})
+        shared = [key for key in runs[0].scores if key not in (recipe.metric, "n") and all(key in r.scores for r in runs)]
+        row = {"value": value, "seeds": [r.seed for r in runs], "scores": scores, "mean": mean, "std": std,
+               "other_means": {key: sum(r.scores[key] for r in runs) / len(runs) for key in shared}}
+        if all("pretrain_s" in r.scores for r in runs):  # per seed: a time-to-quality plot's x
+            row["pretrain_s"] = [r.scores["pretrain_s"] for r in runs]
+        if any(r.earlier for r in runs):
+            row["seeds_from_earlier_table"] = [r.seed for r in runs if r.earlier]
+        rows.append(row)
     return rows
 
 
-def format_table(study: Study, recipe: Recipe, rows: List[Dict]) -> str:
-    """The study's table as text: setting, the metric per seed, mean, std."""
-    seeds = max(len(r["scores"]) for r in rows)
+def format_table(study: Study, recipe: Recipe, rows: List[Dict], random_init: Optional[Dict] = None) -> str:
+    """The study's table as text: setting, the metric per seed, mean, std; then the recipe's
+    random init (``random_init``: the summarized row) when there is one."""
+    every = rows + ([random_init] if random_init else [])
+    seeds = max(len(r["scores"]) for r in every)
     head = f"{study.short:>14s}" + "".join(f"{'seed ' + str(i + 1):>9s}" for i in range(seeds))
     head += f"{'mean':>9s}{'std':>8s}"
     lines = [f"{study.name} ({recipe.modality}): {recipe.metric} on {recipe.score_split} "
              f"({'lower' if recipe.lower_is_better else 'higher'} is better)", head]
-    for r in rows:
+    for r in every:
         cells = "".join(f"{s:>9.2f}" for s in r["scores"]) + " " * 9 * (seeds - len(r["scores"]))
         lines.append(f"{r['value']:>14s}{cells}{r['mean']:>9.2f}{r['std']:>8.2f}")
     return "\n".join(lines)
@@ -516,6 +650,9 @@ def plot_entry(entry: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     study = STUDIES[entry["study"]]
+    if study.name == "budget":
+        plot_curves([entry], path)
+        return
     rows = entry["rows"]
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     labels = [r["value"] for r in rows]
@@ -548,13 +685,72 @@ def plot_entry(entry: Dict, path: str) -> None:
     plt.close(fig)
 
 
-def replot(results_path: str, study_name: str, path: str) -> str:
-    """Redraws a study's plot from a results.json (a work dir's, or a copy in docs/ablations)."""
-    with open(results_path) as f:
-        table = json.load(f)
-    if study_name not in table:
-        raise StudyError(f"no {study_name!r} study in it (it holds {', '.join(table) or 'none'})", path=results_path)
-    plot_entry(table[study_name], path)
+def plot_curves(entries: List[Dict], path: str) -> None:
+    """Time-to-quality: each entry's (a ``budget`` study of one recipe) score against the
+    pre-training seconds of its runs, one thin line per seed, the mean with one std, and the
+    recipe's random init at 0 seconds; one colour per recipe."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for colour, entry in enumerate(entries):
+        name = recipe_label(entry)
+        rows = entry["rows"]
+        if any("pretrain_s" not in r for r in rows):
+            raise StudyError(f"the {name} table records no pre-training seconds per run", path=entry.get("recipe"))
+        for seed in sorted({seed for r in rows for seed in r["seeds"]}):
+            points = sorted((r["pretrain_s"][r["seeds"].index(seed)], r["scores"][r["seeds"].index(seed)])
+                            for r in rows if seed in r["seeds"])
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=f"C{colour}", alpha=0.35, linewidth=1,
+                    marker=".")
+        means = sorted((sum(r["pretrain_s"]) / len(r["pretrain_s"]), r["mean"], r["std"], r["value"]) for r in rows)
+        ax.errorbar([m[0] for m in means], [m[1] for m in means], yerr=[m[2] for m in means], color=f"C{colour}",
+                    marker="o", capsize=3, label=f"{name} (mean +- std; thin: seeds)")
+        for x, y, _, updates in means:
+            ax.annotate(f"{updates}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6.5,
+                        color=f"C{colour}")
+        baseline = entry.get("random_init")
+        if baseline:
+            value = sum(baseline.values()) / len(baseline)
+            ax.scatter([0], [value], color=f"C{colour}", marker="x", s=50, zorder=5,
+                       label=f"{name}: random init ({value:.1f})")
+    ax.set_xlabel(STUDIES["budget"].axis_label(entries[0]["modality"]) + "; labels: updates")
+    better = "lower" if entries[0]["lower_is_better"] else "higher"
+    ax.set_ylabel(f"{entries[0]['metric']} on {entries[0]['split']}, % ({better} is better)")
+    seeds = max(len(r["seeds"]) for e in entries for r in e["rows"])
+    ax.set_title(f"time to quality, {entries[0]['modality']} (up to {seeds} seed(s) per point)", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.text(0.5, 0.01, _wrap(STUDIES["budget"].paper, 95), ha="center", va="bottom", fontsize=7.5, style="italic")
+    fig.subplots_adjust(bottom=0.2)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def recipe_label(entry: Dict) -> str:
+    """A table's recipe as the plot names it: its ``label``, else the recipe file's name."""
+    return entry.get("label") or os.path.splitext(os.path.basename(entry.get("recipe") or "recipe"))[0]
+
+
+def replot(results_paths: Sequence[str], study_name: str, path: str) -> str:
+    """Redraws a study's plot from a results.json (a work dir's, or a copy in docs/ablations);
+    a ``budget`` study draws the curves of every file given in one plot."""
+    entries = []
+    for results_path in results_paths:
+        with open(results_path) as f:
+            table = json.load(f)
+        if study_name not in table:
+            raise StudyError(f"no {study_name!r} study in it (it holds {', '.join(table) or 'none'})",
+                             path=results_path)
+        entries.append(table[study_name])
+    if study_name == "budget":
+        plot_curves(entries, path)
+    elif len(entries) > 1:
+        raise StudyError(f"the {study_name} plot draws one table; only budget curves join several")
+    else:
+        plot_entry(entries[0], path)
     return path
 
 
@@ -594,9 +790,10 @@ def default_score(checkpoint: str, data: str, split: str) -> Dict:
 
 def run_study(study_name: str, modality: Optional[str] = None, values: Optional[str] = None, seeds: int = 3,
               work: Optional[str] = None, recipe_path: Optional[str] = None, plot: Optional[str] = None,
-              score: Callable[[str, str, str], Dict] = default_score) -> Dict:
-    """Runs (or reuses) every (setting, seed) of a study and reports it; returns the study's
-    entry of WORK/results.json. See the module docstring."""
+              score: Callable[[str, str, str], Dict] = default_score, scores_from: Optional[str] = None) -> Dict:
+    """Runs (or reuses) every (setting, seed) of a study, and the recipe's random init per seed
+    when it names one, and reports it; returns the study's entry of WORK/results.json. See the
+    module docstring."""
     if study_name not in STUDIES:
         raise StudyError(f"unknown study {study_name!r}; choose from {', '.join(STUDIES)}")
     study = STUDIES[study_name]
@@ -610,27 +807,47 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
     if seeds < 1:
         raise StudyError(f"--seeds {seeds}: at least one pre-training seed is needed")
     settings = parse_values(study, values, recipe)
+    earlier = earlier_scores(scores_from, study, recipe) if scores_from else None
     work = os.path.abspath(work or os.path.join("work", "ablations", recipe.modality))
     os.makedirs(work, exist_ok=True)
     with WorkLock(work):
         data = prepare_data(recipe, work)
-        progress = Progress(study, recipe.modality, len(settings) * seeds)
+        baselines = seeds if recipe.random_init else 0
+        progress = Progress(study, recipe.modality, len(settings) * seeds + baselines)
         fingerprint = data_fingerprint(data)
-        results = [run_setting(recipe, study, value, seed, data, fingerprint, work, progress, score)
+        results = [run_setting(recipe, study, value, seed, data, fingerprint, work, progress, score, earlier)
                    for value in settings for seed in range(1, seeds + 1)]
+        random_init = []
+        if recipe.random_init:
+            # the model's shape (only) from any pre-trained checkpoint of the recipe on disk
+            shapes = [p for r in results for p in [os.path.join(r.run_dir, "pretrain", "checkpoint_last.pt")]
+                      if os.path.isfile(p)]
+            if not shapes:
+                raise StudyError("the random init reads the model's shape from a pre-trained checkpoint of the "
+                                 "recipe, and every score came from the earlier table: train one setting here first",
+                                 path=work)
+            random_init = [run_random_init(recipe, seed, data, fingerprint, work, shapes[0], progress, score)
+                           for seed in range(1, seeds + 1)]
     rows = summarize(study, recipe, results)
-    print("\n" + format_table(study, recipe, rows))
+    baseline_row = summarize(study, recipe, random_init)[0] if random_init else None
+    print("\n" + format_table(study, recipe, rows, baseline_row))
     plot = plot or os.path.join(work, f"{study.name}.png")
     results_path = os.path.join(work, "results.json")
-    entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "metric": recipe.metric,
+    entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "label": recipe.label,
+             "metric": recipe.metric,
              "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
              "paper": study.paper, "rows": rows, "plot": os.path.relpath(os.path.abspath(plot), work),
              "runs": [os.path.relpath(r.run_dir, work) for r in results],
              "seconds": round(time.time() - progress.start, 1), **provenance(recipe)}
+    if baseline_row:
+        entry["random_init"] = {str(seed): score for seed, score in zip(baseline_row["seeds"], baseline_row["scores"],
+                                                                        strict=True)}
+        entry["random_init_runs"] = [os.path.relpath(r.run_dir, work) for r in random_init]
+    if earlier is not None:
+        entry["scores_from"] = os.path.abspath(scores_from)
     plot_entry(entry, plot)
     table = json.load(open(results_path)) if os.path.isfile(results_path) else {}
     table[study.name] = entry
-    with open(results_path, "w") as f:
-        json.dump(table, f, indent=1)
+    write_atomic_json(results_path, table)
     print(f"\nplot: {plot}\ntable: {results_path} ({study.name}); {study.paper}")
     return entry

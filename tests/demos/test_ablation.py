@@ -1,5 +1,6 @@
 """``d2v ablate``: argument errors before anything runs, run keying (a changed value or config
-gives a new run, the same one is reused), resume after an interruption, and the table, plot and
+gives a new run, the same one is reused), resume after an interruption, the random-init
+baseline, scores taken from an earlier table, budget curves, and the table, plot and
 results.json of a two-update vision recipe."""
 
 import json
@@ -10,6 +11,7 @@ import pytest
 
 from d2v_fairseq.demos import ablation
 from d2v_fairseq.demos.ablation import STUDIES, StudyError, data_fingerprint, load_recipe, parse_values, run_key
+from d2v_fairseq.demos.common import trained_updates
 
 from ..conftest import REPO, VENV_BIN, run_cli
 from ..helpers.images import write_square_images
@@ -31,6 +33,7 @@ def test_every_modality_has_a_study_recipe_with_eight_blocks():
     ("target", "ffn,output", "'output' is not a target point"),
     ("context", "8,all", "'all' is not a teacher context"),
     ("context", "1.5", "'1.5' is not a teacher context"),
+    ("budget", "100,0", "budget '0' is not a whole number of updates"),
 ])
 def test_bad_values_end_in_one_line_before_anything_runs(tmp_path, study, values, message):
     proc = subprocess.run([os.path.join(VENV_BIN, "d2v"), "ablate", study, "--modality", "vision", "--values", values,
@@ -47,6 +50,15 @@ def test_values_are_parsed_and_defaulted():
     assert parse_values(STUDIES["context"], None, recipe) == ["2", "8", "32", "full"]
     assert parse_values(STUDIES["context"], "0.25,full", recipe) == ["0.25", "full"]
     assert STUDIES["context"].config_value("full") == "0"
+    assert parse_values(STUDIES["budget"], "50,200", recipe) == ["50", "200"]
+    assert STUDIES["budget"].pretrain_updates("50", recipe) == 50 and STUDIES["budget"].setting_overrides("50") == []
+    assert STUDIES["top-k"].pretrain_updates("3", recipe) == recipe.pretrain.updates == 400
+    for name in ("curve-vision-v1", "curve-vision-v2", "curve-text-v1", "curve-text-v2"):
+        curve = load_recipe(os.path.join(CONFIGS, "ablations", f"{name}.yaml"))
+        assert curve.random_init and curve.label.startswith("data2vec")
+        assert [int(v) for v in parse_values(STUDIES["budget"], None, curve)] == sorted(
+            int(v) for v in curve.default_values["budget"].split(","))
+    assert all(load_recipe(ablation.default_recipe(m)).random_init for m in ablation.MODALITIES)
     with pytest.raises(StudyError, match="no such recipe"):
         load_recipe("/nonexistent/recipe.yaml")
 
@@ -87,6 +99,7 @@ finetune:
   overrides: ["task.data={{data}}", "model.model_path={{pretrained}}", dataset.batch_size=6,
               "optimizer.groups.default.lr_scheduler.max_update={{updates}}",
               optimizer.groups.default.lr_scheduler.warmup_updates=1, checkpoint.no_last_checkpoints=false]
+  random_init: [model.no_pretrained_weights=true]
 score:
   data: "{{data}}"
   split: val
@@ -111,16 +124,22 @@ def test_a_study_writes_table_plot_and_results_and_reuses_finished_runs(two_upda
     table = json.loads((work / "results.json").read_text())["top-k"]
     assert [r["value"] for r in table["rows"]] == ["1", "2"]
     assert table["rows"][0]["mean"] == pytest.approx(float(rows[0][1]), abs=0.01)
+    # the recipe's random init: fine-tuned once per seed, a row of the table and of results.json
+    assert "fine-tuning 2 updates from random init" in first.stdout
+    baseline = [line.split() for line in first.stdout.splitlines() if line.strip().startswith("random init")]
+    assert len(baseline) == 1 and list(table["random_init"]) == ["1"]
+    assert table["random_init"]["1"] == pytest.approx(float(baseline[0][2]), abs=0.01)
+    assert all(r["pretrain_s"][0] > 0 for r in table["rows"])  # seconds of pre-training per run
     runs = sorted(os.listdir(work / "runs"))
-    assert len(runs) == 2  # K=1 and K=2 are different runs
+    assert len(runs) == 3 and "vision-random-init" in runs  # K=1 and K=2 are different runs
 
     # the same call: every run reused, nothing trained
     again = ablate(two_update_recipe, work, "--values", "1,2")
-    assert again.stdout.count("reused") == 2 and "pre-training" not in again.stdout
+    assert again.stdout.count("reused") == 3 and "pre-training" not in again.stdout
     assert sorted(os.listdir(work / "runs")) == runs
 
     # an interrupted run (fine-tuning lost) resumes: pre-training is kept, fine-tuning redone
-    run_dir = work / "runs" / runs[0]
+    run_dir = work / table["runs"][0]  # K=1
     pretrained = run_dir / "pretrain" / "checkpoint_last.pt"
     stamp = os.path.getmtime(pretrained)
     for name in os.listdir(run_dir):
@@ -128,14 +147,49 @@ def test_a_study_writes_table_plot_and_results_and_reuses_finished_runs(two_upda
             for file in os.listdir(run_dir / name):
                 os.remove(run_dir / name / file) if os.path.isfile(run_dir / name / file) else None
     resumed = ablate(two_update_recipe, work, "--values", "1,2")
-    assert resumed.stdout.count("reused") == 1 and resumed.stdout.count("fine-tuning 2 updates") == 1
+    assert resumed.stdout.count("reused") == 2 and resumed.stdout.count("fine-tuning 2 updates") == 1
     assert os.path.getmtime(pretrained) == stamp
+
+    # an earlier table's scores stand in for runs it lists under the same run directory
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text((work / "results.json").read_text())
+    import shutil
+
+    shutil.rmtree(work / "runs" / os.path.basename(table["runs"][1]))  # K=2's run is gone
+    taken = ablate(two_update_recipe, work, "--values", "1,2", "--scores-from", str(earlier))
+    assert "from the earlier table" in taken.stdout and "pre-training" not in taken.stdout
+    retaken = json.loads((work / "results.json").read_text())["top-k"]
+    assert [r["scores"] for r in retaken["rows"]] == [r["scores"] for r in table["rows"]]
+    assert retaken["rows"][1]["seeds_from_earlier_table"] == [1] and "seeds_from_earlier_table" not in retaken["rows"][0]
 
     # a changed recipe setting (the model's width) gives new runs, never the stale models
     changed = tmp_path / "changed.yaml"
     changed.write_text(two_update_recipe.read_text().replace("model.embed_dim=32", "model.embed_dim=16"))
     ablate(changed, work, "--values", "1")
-    assert len(os.listdir(work / "runs")) == 3
+    assert len(os.listdir(work / "runs")) == 3  # K=1's new run (K=2's was removed above)
+
+
+@pytest.mark.slow
+def test_budget_curves_put_scores_against_pretraining_seconds(two_update_recipe, tmp_path):
+    work = tmp_path / "w"
+    proc = run_cli([os.path.join(VENV_BIN, "d2v"), "ablate", "budget", "--recipe", str(two_update_recipe),
+                    "--seeds", "1", "--values", "2,3", "--work", str(work)])
+    assert "pre-training 2 updates" in proc.stdout and "pre-training 3 updates" in proc.stdout
+    entry = json.loads((work / "results.json").read_text())["budget"]
+    pretrain_dirs = [work / run / "pretrain" for run in entry["runs"]]
+    assert [trained_updates(str(d)) for d in pretrain_dirs] == [2, 3]
+    assert entry["label"] == "recipe" and entry["random_init"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"budget": {**entry, "label": "another recipe"}}))
+    plot = tmp_path / "curve.png"
+    ablate_replot = [os.path.join(VENV_BIN, "d2v"), "ablate", "budget", "--replot", str(work / "results.json"),
+                     "--replot", str(other), "--plot", str(plot)]
+    run_cli(ablate_replot)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    top_k = tmp_path / "top-k.json"
+    top_k.write_text(json.dumps({"top-k": {**entry, "study": "top-k"}}))
+    with pytest.raises(StudyError, match="only budget curves join several"):
+        ablation.replot([str(top_k)] * 2, "top-k", str(plot))
 
 
 def test_a_broken_recipe_names_its_file(tmp_path):
@@ -178,10 +232,10 @@ def test_a_studys_plot_is_redrawn_from_its_results_json(tmp_path):
                       for v, s in (("2", 90.0), ("full", 88.0))],
              "random_init": {"1": 95.0, "2": 96.0}}
     (tmp_path / "results.json").write_text(json.dumps({"context": entry}))
-    out = replot(str(tmp_path / "results.json"), "context", str(tmp_path / "plot.png"))
+    out = replot([str(tmp_path / "results.json")], "context", str(tmp_path / "plot.png"))
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(StudyError, match="no 'top-k' study in it"):
-        replot(str(tmp_path / "results.json"), "top-k", str(tmp_path / "other.png"))
+        replot([str(tmp_path / "results.json")], "top-k", str(tmp_path / "other.png"))
 
 
 def test_provenance_names_the_date_commit_and_recipe_hashes():
