@@ -10,6 +10,8 @@ import time
 from typing import Dict, List
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
+# overrides every run of this process gets last (speed_table.py --device / --precision set them)
+EXTRA_OVERRIDES: List[str] = []
 
 
 def front_end(width: int) -> str:
@@ -36,7 +38,7 @@ def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: boo
     (the warm-up and the FLOP-counted update left out)."""
     start = time.time()
     env = dict(os.environ, D2V_BENCH_PROFILE="1") if profile else None
-    proc = subprocess.run([sys.executable, os.path.join(BENCH, "_train_once.py"), *args],
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "_train_once.py"), *with_overrides(args, EXTRA_OVERRIDES)],
                           capture_output=True, text=True, cwd=cwd, env=env)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:

@@ -215,14 +215,18 @@ def install():
          "optimized_tensors_and_values": STATE.get("optimized")}), flush=True))
 
 
-def peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """The machine's fp32 matmul rate (FLOP/s): the best of ``repeats`` products of two
-    ``size`` x ``size`` matrices, with torch's threads as they are set."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def peak_flops(size: int = 2048, repeats: int = 5, device: str = "cpu", dtype: str = "float32") -> float:
+    """The machine's matmul rate (FLOP/s): the best of ``repeats`` products of two ``size`` x
+    ``size`` matrices of ``dtype`` on ``device``, with torch's threads as they are set."""
+    kind = getattr(torch, dtype)
+    a, b = torch.randn(size, size, device=device, dtype=kind), torch.randn(size, size, device=device, dtype=kind)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best

@@ -9,8 +9,11 @@ speech / text / images, data2vec 2.0 speech) on synthetic data written under --w
 and prints a table: the loss finite and falling, the EMA teacher on the GPU in fp32, updates/s,
 samples/s and peak GPU memory. Then fairseq's own reference model (examples/data2vec) on the same
 config and precision, as the ratio ours / reference (speech and text; the reference's image model
-needs torchvision and timm). Exit status 1 on any failed check; on a machine without CUDA it says
-so in one line and exits 2.
+needs torchvision and timm). Then, on the GPU, ``make bench``'s comparison (``speed_table.py
+--device cuda``): every v1 and data2vec 2.0 row against fairseq's reference at Base width,
+interleaved, with MFU against the GPU's matmul peak in that precision (``--table-precisions``;
+``--no-table`` leaves it out). Exit status 1 on any failed check; on a machine without CUDA it
+says so in one line and exits 2.
 """
 
 import argparse
@@ -179,6 +182,9 @@ def main() -> int:
     parser.add_argument("--precisions", default="fp32,fp16,bf16", help="comma-separated precisions")
     parser.add_argument("--tiny", action="store_true", help="the tiny CPU configs instead of Base (a quick look)")
     parser.add_argument("--cpu", action="store_true", help="run without CUDA (with --tiny: the script's smoke test)")
+    parser.add_argument("--table-precisions", default="bf16,fp32",
+                        help="precisions of the speed table against the references (speed_table.py --device cuda)")
+    parser.add_argument("--no-table", action="store_true", help="leave out the speed table against the references")
     args = parser.parse_args()
     import torch
 
@@ -210,6 +216,14 @@ def main() -> int:
             if failed:
                 failures += 1
                 print("  " + r["tail"].replace("\n", "\n  ")[-1200:], file=sys.stderr)
+    if torch.cuda.is_available() and not args.no_table:
+        for precision in args.table_precisions.split(","):
+            print(f"\nspeed table against the references, {precision} (speed_table.py --device cuda):", flush=True)
+            table = subprocess.run([sys.executable, os.path.join(BENCH, "speed_table.py"), "--device", "cuda",
+                                    "--precision", precision, "--widths", "base", "--rounds", "2", "--base-updates",
+                                    "20", "--work", os.path.join(work, "speed-table"),
+                                    "--json", os.path.join(work, f"speed_table_{precision}.json")])
+            failures += table.returncode != 0
     return 1 if failures else 0
 
 

@@ -3,6 +3,7 @@ tiny width and at Base width, interleaved, with model FLOPs utilization and wher
 
     .venv/bin/python bench/speed_table.py [--widths tiny,base] [--rows ROW,...] [--rounds 2]
                                           [--updates 12] [--profile] [--json OUT]
+                                          [--device cuda --precision bf16]
 
 Rows (ours against, in the installed fairseq): v1 speech (``data2vec_audio``), v1 text
 (``data2vec_text``), data2vec 2.0 speech / images / text (``data2vec_multi``); each run is one
@@ -21,6 +22,9 @@ MFU: FLOPs of an update (student forward and backward, teacher forward, decoder)
 updates/s over the machine's fp32 matmul peak (``_profile.peak_flops``, measured first). A line
 before and after the table gives the load average and any other busy process, so a figure
 measured beside other work says so. Then the inference row (``inference_speed.py``) per width.
+``--device cuda`` runs every row on the GPU in ``--precision`` (fp32, fp16 with fairseq's loss
+scaling, bf16), MFU against that device's matmul peak in that precision; ``bench/gpu_check.py``
+calls it so.
 """
 
 import argparse
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 
+import _measure
 import multi_speed
 import pretrain_speed
 import text_speed
@@ -42,6 +47,9 @@ from _profile import peak_flops
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 BASE = {"embed": 768, "heads": 12, "ffn": 3072, "blocks": 2}
+# fairseq's precision flags, and the dtype of the matmul peak each is measured against
+PRECISIONS = {"fp32": ([], "float32"), "fp16": (["common.fp16=true"], "float16"),
+              "bf16": (["common.fp16=false", "common.bf16=true"], "bfloat16")}
 
 
 V1_SPEECH_BASE = [front_end(512), f"model.encoder_embed_dim={BASE['embed']}",
@@ -129,14 +137,29 @@ def main() -> None:
     parser.add_argument("--no-inference", action="store_true", help="leave out the inference row")
     parser.add_argument("--flops-only", action="store_true", help="only count our FLOPs per update (one short "
                         "run per row and width; no timing)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where every run trains")
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                        help="training precision (fp16 and bf16 need --device cuda)")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
     logging.getLogger("PIL").setLevel(logging.WARNING)  # building the digits data logs every image
+    flags, dtype = PRECISIONS[args.precision]
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.exit(2, "speed_table: --device cuda, but torch.cuda.is_available() is False\n")
+        _measure.EXTRA_OVERRIDES[:] = ["common.cpu=false", *flags]
+        where = torch.cuda.get_device_name(0)
+    elif args.precision != "fp32":
+        parser.exit(2, f"speed_table: --precision {args.precision} needs --device cuda\n")
+    else:
+        where = f"{os.cpu_count()} CPUs"
     work = os.path.abspath(args.work or tempfile.mkdtemp(prefix="d2v-speed-table-"))
     os.makedirs(work, exist_ok=True)
-    peak = peak_flops()
-    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} CPUs); {machine_load()}", flush=True)
+    peak = peak_flops(size=8192 if args.device == "cuda" else 2048, device=args.device, dtype=dtype)
+    print(f"{args.precision} matmul peak: {peak / 1e9:.1f} GFLOP/s ({where}); {machine_load()}", flush=True)
     table, everything = [], []
     for width in args.widths.split(","):
         for row in args.rows.split(","):
@@ -176,7 +199,7 @@ def main() -> None:
         print(f"{e['row']:12s}{e['width']:>6s}{e['ours']:12.3f}{e['reference']:11.3f}{e['ratio']:7.2f}x"
               f"{e['gflop_per_update']:11.1f}{100 * e['mfu_ours']:9.1f}%{100 * e['mfu_reference']:8.1f}%")
     inference = []
-    if not args.no_inference:
+    if not args.no_inference and args.device == "cpu":  # inference_speed.py measures on the CPU
         for width in args.widths.split(","):
             proc = subprocess.run([sys.executable, os.path.join(BENCH, "inference_speed.py"), "--width", width,
                                    "--work", os.path.join(work, "inference")], capture_output=True, text=True)
@@ -191,8 +214,8 @@ def main() -> None:
     print(f"after: {machine_load()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "peak_flops": peak, "rows": everything,
-                       "inference": inference}, f, indent=1)
+            json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "device": where, "precision": args.precision,
+                       "peak_flops": peak, "rows": everything, "inference": inference}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,33 @@ def test_width_overrides_replace_the_small_ones():
     assert measure.with_overrides(["model.depth=4", "+model.num_heads=4", "task.data=x"],
                                   ["model.num_heads=12", "model.depth=2"]) == \
         ["task.data=x", "model.num_heads=12", "model.depth=2"]
+
+
+def test_speed_table_on_cuda_or_in_half_precision_refuses_cleanly_without_cuda():
+    for args, message in ((["--device", "cuda"], "--device cuda, but torch.cuda.is_available() is False"),
+                          (["--precision", "bf16"], "--precision bf16 needs --device cuda")):
+        proc = subprocess.run([sys.executable, os.path.join(BENCH, "speed_table.py"), *args], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"speed_table: {message}"
+
+
+def test_every_run_gets_the_device_and_precision_overrides_last(monkeypatch, tmp_path):
+    measure = bench_module("_measure")
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 0, "done training in 2.0 seconds\nBENCH_PEAK_RSS_MB 10\n", "")
+
+    monkeypatch.setattr(measure.subprocess, "run", fake_run)
+    monkeypatch.setattr(measure, "EXTRA_OVERRIDES", ["common.cpu=false", "common.bf16=true"])
+    result = measure.train_once("ours", ["--config-name", "x", "common.cpu=true", "model.depth=2"], str(tmp_path), 4,
+                                profile=False)
+    assert seen["cmd"][2:] == ["--config-name", "x", "model.depth=2", "common.cpu=false", "common.bf16=true"]
+    assert result["updates_per_s"] == 2.0
+
+
+def test_the_matmul_peak_is_measured_in_the_precision_asked():
+    profile = bench_module("_profile")
+    assert profile.peak_flops(size=256, repeats=2) > 1e8
+    assert profile.peak_flops(size=256, repeats=2, dtype="bfloat16") > 1e6
