@@ -667,7 +667,7 @@ def plot_entry(entry: Dict, path: str) -> None:
     baseline = entry.get("random_init")
     if baseline:
         value = sum(baseline.values()) / len(baseline)
-        ax.axhline(value, color="C3", linestyle="--", linewidth=1, label=f"random init, same recipe ({value:.1f})")
+        ax.axhline(value, color="dimgray", linestyle="--", linewidth=1.2, label=f"random init, same recipe ({value:.1f})")
     if not study.numeric:
         ax.set_xticks(xs, labels)
     elif len(xs) > 1:
