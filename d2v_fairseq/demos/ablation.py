@@ -501,7 +501,7 @@ def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, 
         progress.line(label, seed, f"reused {os.path.relpath(ft_dir, work)}: {recipe.metric} {scores[recipe.metric]:.2f}")
         progress.finished(None)
         return RunResult(value, seed, scores, True, run_dir)
-    taken = (earlier or {}).get(run_name, {}).get((value, seed))
+    taken = (earlier or {}).get(run_name)
     if taken is not None:
         progress.line(label, seed, f"from the earlier table ({run_name}): {recipe.metric} {taken[recipe.metric]:.2f}")
         progress.finished(None)
@@ -580,27 +580,29 @@ def finetune_and_score(recipe: Recipe, ft_dir: str, overrides: List[str], data: 
     return scores
 
 
-def earlier_scores(path: str, study: Study, recipe: Recipe) -> Dict[str, Dict]:
-    """The scores of an earlier table of ``study`` (a results.json, e.g. a copy in docs/ablations)
-    by run directory name: {run dir: {(setting, seed): {metric: score}}}. Its ``runs`` list the run
-    directories in the order the study ran them (every setting, then every seed)."""
+def earlier_scores(path: str, recipe: Recipe) -> Dict[str, Dict]:
+    """The scores of an earlier results.json (e.g. a copy in docs/ablations) by run directory
+    name: {run dir: {metric: score}}, from every study it holds of the recipe's modality and
+    metric (a run directory names one pre-training config and seed, whichever study ran it).
+    Each table's ``runs`` list its run directories in the order the study ran them (every
+    setting, then every seed)."""
     if not os.path.isfile(path):
         raise StudyError("no such results file", path=path)
     with open(path) as f:
         table = json.load(f)
-    entry = table.get(study.name)
-    if entry is None:
-        raise StudyError(f"no {study.name!r} study in it (it holds {', '.join(table) or 'none'})", path=path)
-    if entry.get("modality") != recipe.modality or entry.get("metric") != recipe.metric:
-        raise StudyError(f"its {study.name} table is {entry.get('modality')} / {entry.get('metric')}, this recipe "
-                         f"{recipe.modality} / {recipe.metric}", path=path)
-    runs = [(row["value"], seed, score) for row in entry["rows"] for seed, score in zip(row["seeds"], row["scores"], strict=True)]
-    if len(runs) != len(entry.get("runs", [])):
-        raise StudyError(f"its {study.name} table lists {len(entry.get('runs', []))} run directories for {len(runs)} "
-                         "scores", path=path)
+    entries = {name: entry for name, entry in table.items()
+               if entry.get("modality") == recipe.modality and entry.get("metric") == recipe.metric}
+    if not entries:
+        raise StudyError(f"it holds no {recipe.modality} / {recipe.metric} table (it holds {', '.join(table) or 'none'})",
+                         path=path)
     found: Dict[str, Dict] = {}
-    for run_dir, (value, seed, score) in zip(entry["runs"], runs, strict=True):
-        found.setdefault(os.path.basename(run_dir), {})[(value, seed)] = {recipe.metric: score}
+    for name, entry in entries.items():
+        runs = [score for row in entry["rows"] for score in row["scores"]]
+        if len(runs) != len(entry.get("runs", [])):
+            raise StudyError(f"its {name} table lists {len(entry.get('runs', []))} run directories for {len(runs)} "
+                             "scores", path=path)
+        for run_dir, score in zip(entry["runs"], runs, strict=True):
+            found[os.path.basename(run_dir)] = {recipe.metric: score}
     return found
 
 
@@ -807,7 +809,7 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
     if seeds < 1:
         raise StudyError(f"--seeds {seeds}: at least one pre-training seed is needed")
     settings = parse_values(study, values, recipe)
-    earlier = earlier_scores(scores_from, study, recipe) if scores_from else None
+    earlier = earlier_scores(scores_from, recipe) if scores_from else None
     work = os.path.abspath(work or os.path.join("work", "ablations", recipe.modality))
     os.makedirs(work, exist_ok=True)
     with WorkLock(work):

@@ -192,6 +192,27 @@ def test_budget_curves_put_scores_against_pretraining_seconds(two_update_recipe,
         ablation.replot([str(top_k)] * 2, "top-k", str(plot))
 
 
+def test_earlier_scores_are_found_by_run_directory_in_every_table_of_the_modality(tmp_path):
+    recipe = load_recipe(ablation.default_recipe("speech"))
+    rows = lambda *values: [{"value": v, "seeds": [1, 2], "scores": [s, s + 1]} for v, s in values]  # noqa: E731
+    table = {"top-k": {"modality": "speech", "metric": "cer", "rows": rows(("1", 90.0), ("6", 80.0)),
+                       "runs": ["runs/speech-a", "runs/speech-b", "runs/speech-c", "runs/speech-d"]},
+             "target": {"modality": "speech", "metric": "cer", "rows": rows(("attn", 99.0)),
+                        "runs": ["runs/speech-e", "runs/speech-f"]},
+             "top-k-images": {"modality": "vision", "metric": "top1", "rows": rows(("1", 50.0)),
+                              "runs": ["runs/vision-a", "runs/vision-b"]}}
+    (tmp_path / "results.json").write_text(json.dumps(table))
+    found = ablation.earlier_scores(str(tmp_path / "results.json"), recipe)
+    assert found == {"speech-a": {"cer": 90.0}, "speech-b": {"cer": 91.0}, "speech-c": {"cer": 80.0},
+                     "speech-d": {"cer": 81.0}, "speech-e": {"cer": 99.0}, "speech-f": {"cer": 100.0}}
+    table["target"]["runs"].pop()
+    (tmp_path / "results.json").write_text(json.dumps(table))
+    with pytest.raises(StudyError, match="its target table lists 1 run directories for 2 scores"):
+        ablation.earlier_scores(str(tmp_path / "results.json"), recipe)
+    with pytest.raises(StudyError, match="no such results file"):
+        ablation.earlier_scores(str(tmp_path / "none.json"), recipe)
+
+
 def test_a_broken_recipe_names_its_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("modality: vision\npretrain:\n  overrides: [task.data={data}]\n")
