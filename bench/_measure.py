@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Dict, List
 
+from d2v_fairseq.launch import with_overrides  # the speed benchmarks import it from here too
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 # overrides every run of this process gets last (speed_table.py --device / --precision set them)
 EXTRA_OVERRIDES: List[str] = []
@@ -18,15 +20,6 @@ def front_end(width: int) -> str:
     """Hydra override for the speech conv front end, ``width`` channels wide, with the reference's
     kernels and strides (320x downsampling)."""
     return f"model.conv_feature_layers='[({width}, 10, 5)] + [({width}, 3, 2)] * 4 + [({width}, 2, 2)] * 2'"
-
-
-def with_overrides(overrides: List[str], extra: List[str]) -> List[str]:
-    """Hydra ``overrides`` with the keys of ``extra`` replaced by its values (``+key``, ``~key`` and
-    ``key`` are one key)."""
-    from d2v_fairseq.launch import override_key
-
-    given = {override_key(o.lstrip("~")) for o in extra}
-    return [o for o in overrides if override_key(o.lstrip("~")) not in given] + list(extra)
 
 
 def train_once(kind: str, args: List[str], cwd: str, updates: int, keep_log: bool = False,

@@ -257,6 +257,13 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+")
 
 
+def with_overrides(overrides: List[str], extra: List[str]) -> List[str]:
+    """Hydra ``overrides`` with the keys of ``extra`` replaced by its values, ``extra`` last
+    (``+key``, ``~key`` and ``key`` are one key)."""
+    given = {override_key(o.lstrip("~")) for o in extra}
+    return [o for o in overrides if override_key(o.lstrip("~")) not in given] + list(extra)
+
+
 def _fitted(argv: List[str], extra: List[str], fitted: List[str], line: Optional[str]) -> Tuple[List[str], List[str]]:
     """(argv, extra) with the ``fitted`` overrides replacing any of the same key; ``line`` said
     once, by rank 0."""

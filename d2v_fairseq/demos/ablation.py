@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ..environment import config_root
 from ..checkpoints import write_atomic_json
-from ..launch import config_get, load_config, override_key
+from ..launch import config_get, load_config, with_overrides
 from ..modules.errors import InputError
 from ..modules.transformer import TARGET_FEATURES
 from .common import hydra_train
@@ -530,9 +530,7 @@ def run_random_init(recipe: Recipe, seed: int, data: str, fingerprint: str, work
     ``finetune.random_init`` overrides) with ``seed``; ``architecture``: a pre-trained checkpoint
     of the recipe, read for the model's shape only."""
     start = time.time()
-    overrides = finetune_overrides(recipe, data, seed, architecture)
-    replaced = {override_key(o) for o in recipe.random_init}
-    overrides = [o for o in overrides if override_key(o) not in replaced] + list(recipe.random_init)
+    overrides = with_overrides(finetune_overrides(recipe, data, seed, architecture), recipe.random_init)
     key = run_key(load_config(recipe.finetune.config, overrides), pretrain=RANDOM_INIT, data=fingerprint)
     ft_dir = os.path.join(work, "runs", f"{recipe.modality}-random-init", f"finetune-{key}")
     scores = reused_scores(ft_dir, recipe)
@@ -822,8 +820,8 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
         random_init = []
         if recipe.random_init:
             # the model's shape (only) from any pre-trained checkpoint of the recipe on disk
-            shapes = [p for r in results for p in [os.path.join(r.run_dir, "pretrain", "checkpoint_last.pt")]
-                      if os.path.isfile(p)]
+            shapes = [os.path.join(r.run_dir, "pretrain", "checkpoint_last.pt") for r in results]
+            shapes = [p for p in shapes if os.path.isfile(p)]
             if not shapes:
                 raise StudyError("the random init reads the model's shape from a pre-trained checkpoint of the "
                                  "recipe, and every score came from the earlier table: train one setting here first",
@@ -842,8 +840,7 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
              "runs": [os.path.relpath(r.run_dir, work) for r in results],
              "seconds": round(time.time() - progress.start, 1), **provenance(recipe)}
     if baseline_row:
-        entry["random_init"] = {str(seed): score for seed, score in zip(baseline_row["seeds"], baseline_row["scores"],
-                                                                        strict=True)}
+        entry["random_init"] = {str(r.seed): r.scores[recipe.metric] for r in random_init}
         entry["random_init_runs"] = [os.path.relpath(r.run_dir, work) for r in random_init]
     if earlier is not None:
         entry["scores_from"] = os.path.abspath(scores_from)
