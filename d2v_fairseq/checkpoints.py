@@ -151,15 +151,15 @@ def write_atomic(obj: Any, filename: str) -> None:
     _inject_fault()
 
 
-def write_atomic_json(filename: str, obj: Any) -> None:
+def write_atomic_json(filename: str, obj: Any, default: Optional[Callable[[Any], Any]] = None) -> None:
     """``obj`` as JSON in ``filename``: whole or not there (``.tmp``, fsync, rename, fsync of the
-    directory)."""
+    directory); ``default``: as ``json.dump``'s, for values JSON cannot hold."""
     import json
 
     tmp = filename + ".tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
+            json.dump(obj, f, indent=1, default=default)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filename)

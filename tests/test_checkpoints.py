@@ -1,6 +1,7 @@
 """Whole-or-absent checkpoint writes, linked extra names, recovery from an unreadable
 checkpoint_last.pt, the save_dir lock and the room estimate (d2v_fairseq.checkpoints)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from d2v_fairseq.checkpoints import (DiskFullError, SaveDirBusy, acquire_lock, kept_checkpoints, link_atomic,
-                                     readable, recover_last, release_lock, updates_in, write_atomic)
+                                     readable, recover_last, release_lock, updates_in, write_atomic,
+                                     write_atomic_json)
 from d2v_fairseq.modules.errors import InputError
 
 
@@ -24,6 +26,16 @@ def test_write_is_whole_and_leaves_no_temporary(tmp_path):
     write_atomic(state(2), path)
     assert readable(path) and updates_in(path) == 2
     assert os.listdir(tmp_path) == ["checkpoint_1_2.pt"]
+
+
+def test_a_json_write_that_fails_midway_keeps_the_old_file(tmp_path):
+    path = str(tmp_path / "run.json")
+    write_atomic_json(path, {"seed": 1, "path": tmp_path}, default=str)
+    with pytest.raises(TypeError):
+        write_atomic_json(path, {"seed": 2, "path": tmp_path})  # a Path is not JSON without default
+    with open(path) as f:
+        assert json.load(f) == {"seed": 1, "path": str(tmp_path)}
+    assert os.listdir(tmp_path) == ["run.json"]
 
 
 def test_extra_names_are_links_of_one_write(tmp_path):

@@ -507,9 +507,9 @@ def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, 
         progress.finished(None)
         return RunResult(value, seed, taken, True, run_dir, earlier=True)
     os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "run.json"), "w") as f:
-        json.dump({"modality": recipe.modality, "setting": {study.key: study.config_value(value)}, "seed": seed,
-                   "data": data, "data_fingerprint": fingerprint, "pretrain_config": pre_cfg}, f, indent=1, default=str)
+    write_atomic_json(os.path.join(run_dir, "run.json"),
+                      {"modality": recipe.modality, "setting": {study.key: study.config_value(value)}, "seed": seed,
+                       "data": data, "data_fingerprint": fingerprint, "pretrain_config": pre_cfg}, default=str)
     progress.line(label, seed, f"pre-training {updates} updates in {os.path.relpath(run_dir, work)}")
     pretrain_start = time.time()
     hydra_train(os.path.dirname(recipe.pretrain.config), pre_dir, updates, pre_overrides,
