@@ -451,8 +451,9 @@ def _minutes(seconds: float) -> str:
 
 
 class Progress:
-    """One line per run stage: study, setting, seed, stage, elapsed time and the study's ETA
-    (from the mean time of the runs trained so far)."""
+    """One line per run stage: study, setting, seed, stage, elapsed time and the study's ETA:
+    the runs left, times the share of the runs so far that had to be trained (the others were
+    reused or taken from an earlier table), times the mean time of a trained run."""
 
     def __init__(self, study: Study, modality: str, total: int):
         self.study, self.modality, self.total = study, modality, total
@@ -460,10 +461,17 @@ class Progress:
         self.trained: List[float] = []
         self.done = 0
 
+    def eta(self) -> Optional[float]:
+        """Seconds the study still needs (None before the first trained run)."""
+        if not self.trained:
+            return None
+        left = self.total - self.done
+        return left * len(self.trained) / self.done * sum(self.trained) / len(self.trained)
+
     def line(self, value: str, seed: int, what: str) -> None:
         elapsed = time.time() - self.start
-        left = self.total - self.done
-        eta = f"ETA {_minutes(left * sum(self.trained) / len(self.trained))}" if self.trained else "ETA ?"
+        eta = self.eta()
+        eta = "ETA ?" if eta is None else f"ETA {_minutes(eta)}"
         print(f"[{self.study.name} {self.modality}] {value} seed {seed} (run {self.done + 1}/{self.total}): "
               f"{what} | {_minutes(elapsed)} elapsed, {eta}", flush=True)
 

@@ -213,6 +213,18 @@ def test_earlier_scores_are_found_by_run_directory_in_every_table_of_the_modalit
         ablation.earlier_scores(str(tmp_path / "none.json"), recipe)
 
 
+def test_the_eta_counts_only_the_share_of_runs_that_had_to_be_trained():
+    progress = ablation.Progress(STUDIES["top-k"], "vision", total=8)
+    assert progress.eta() is None
+    progress.finished(None)  # reused
+    assert progress.eta() is None
+    progress.finished(None)  # from an earlier table
+    progress.finished(30.0)
+    progress.finished(50.0)
+    # 4 runs left; half of the runs so far were trained, 40 s each on average
+    assert progress.eta() == pytest.approx(4 * 0.5 * 40.0)
+
+
 def test_a_broken_recipe_names_its_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("modality: vision\npretrain:\n  overrides: [task.data={data}]\n")
