@@ -120,7 +120,7 @@ ablations: $(STAMP) espeak wordnet
 CURVES := $(D2V) ablate budget --recipe d2v_fairseq/configs/ablations/curve
 curves: $(STAMP) wordnet
 	$(CURVES)-vision-v2.yaml --values 50,200,400 --seeds 2 --work work/curves/vision-v2
-	$(CURVES)-vision-v1.yaml --values 150,600 --seeds 1 --work work/curves/vision-v1
+	$(CURVES)-vision-v1.yaml --values 150,600 --seeds 2 --work work/curves/vision-v1
 	$(D2V) ablate budget --replot work/curves/vision-v1/results.json --replot work/curves/vision-v2/results.json --plot work/curves/vision.png
 	$(CURVES)-text-v2.yaml --values 100,400 --seeds 2 --work work/curves/text-v2
 	$(CURVES)-text-v1.yaml --values 200,800 --seeds 2 --work work/curves/text-v1

@@ -762,10 +762,16 @@ def replot(results_paths: Sequence[str], study_name: str, path: str) -> str:
     return path
 
 
-def provenance(recipe: Recipe) -> Dict:
-    """When and from what a study's table was made: UTC date, the package's git commit (when it
-    runs from a checkout) and the sha256 of the recipe and of each stage's config file."""
+def _utc_now() -> str:
     import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def provenance(recipe: Recipe) -> Dict:
+    """When and from what a study's table is made, taken as it starts (the code it runs): UTC
+    date, the package's git commit (when it runs from a checkout) and the sha256 of the recipe and
+    of each stage's config file."""
     import hashlib
     import subprocess
 
@@ -778,7 +784,7 @@ def provenance(recipe: Recipe) -> Dict:
                                  "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+    return {"date": _utc_now(), "commit": commit,
             "recipe_sha256": {os.path.basename(p): sha(p) for p in (recipe.path, recipe.pretrain.config,
                                                                      recipe.finetune.config)}}
 
@@ -816,6 +822,7 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
         raise StudyError(f"--seeds {seeds}: at least one pre-training seed is needed")
     settings = parse_values(study, values, recipe)
     earlier = earlier_scores(scores_from, recipe) if scores_from else None
+    started = provenance(recipe)
     work = os.path.abspath(work or os.path.join("work", "ablations", recipe.modality))
     os.makedirs(work, exist_ok=True)
     with WorkLock(work):
@@ -846,7 +853,8 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
              "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
              "paper": study.paper, "rows": rows, "plot": os.path.relpath(os.path.abspath(plot), work),
              "runs": [os.path.relpath(r.run_dir, work) for r in results],
-             "seconds": round(time.time() - progress.start, 1), **provenance(recipe)}
+             "seconds": round(time.time() - progress.start, 1), **started,
+             "finished": _utc_now()}
     if baseline_row:
         entry["random_init"] = {str(r.seed): r.scores[recipe.metric] for r in random_init}
         entry["random_init_runs"] = [os.path.relpath(r.run_dir, work) for r in random_init]

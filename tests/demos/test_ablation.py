@@ -130,6 +130,7 @@ def test_a_study_writes_table_plot_and_results_and_reuses_finished_runs(two_upda
     assert len(baseline) == 1 and list(table["random_init"]) == ["1"]
     assert table["random_init"]["1"] == pytest.approx(float(baseline[0][2]), abs=0.01)
     assert all(r["pretrain_s"][0] > 0 for r in table["rows"])  # seconds of pre-training per run
+    assert table["date"] <= table["finished"]  # started (with the commit that ran), finished
     runs = sorted(os.listdir(work / "runs"))
     assert len(runs) == 3 and "vision-random-init" in runs  # K=1 and K=2 are different runs
 
