@@ -105,7 +105,7 @@ clean-demo:
 # the paper's ablations (top-k, target point, teacher context) on the demo data, each study's
 # table in work/ablations/MODALITY/results.json and its plot beside it, with the recipe's random
 # init; resumes where it stopped. Seeds as docs/results.md shows them: 3 for top-k and context,
-# 2 for the target studies and for speech top-K at the speech demo's budget (K = 1 and 6)
+# 2 for the target studies; speech top-K once more at the speech demo's budget (K = 1 and 6, 3 seeds)
 ablations: $(STAMP) espeak wordnet
 	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds 3 --work work/ablations/vision
 	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds 3 --work work/ablations/speech
@@ -114,7 +114,7 @@ ablations: $(STAMP) espeak wordnet
 	$(D2V) ablate context --modality vision --values 1,2,full --seeds 3 --work work/ablations/vision
 	$(D2V) ablate context --modality speech --values 2,8,full --seeds 3 --work work/ablations/speech
 	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds 2 --work work/ablations/vision
-	$(D2V) ablate top-k --recipe d2v_fairseq/configs/ablations/speech-transcribing.yaml --values 1,6 --seeds 2 \
+	$(D2V) ablate top-k --recipe d2v_fairseq/configs/ablations/speech-transcribing.yaml --values 1,6 --seeds 3 \
 		--work work/ablations/speech-transcribing
 
 # time-to-quality curves: data2vec (v1) and 2.0 at several pre-training budgets, images and text,
