@@ -465,8 +465,8 @@ class Progress:
         """Seconds the study still needs (None before the first trained run)."""
         if not self.trained:
             return None
-        left = self.total - self.done
-        return left * len(self.trained) / self.done * sum(self.trained) / len(self.trained)
+        # runs left x (trained share of the runs done) x (mean time of a trained run)
+        return (self.total - self.done) * sum(self.trained) / self.done
 
     def line(self, value: str, seed: int, what: str) -> None:
         elapsed = time.time() - self.start
