@@ -37,3 +37,8 @@ if fairseq_available():
     # one-sentence-per-sample mode); NumPy 2 removed np.compat. Give fairseq back that one name.
     if not hasattr(np, "compat"):
         np.compat = types.SimpleNamespace(long=np.int64)
+
+    # a process of a run `d2v train` started (fairseq's spawned workers among them) keeps its rules
+    from .training_rules import install_if_in_run
+
+    install_if_in_run()

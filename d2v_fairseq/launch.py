@@ -15,9 +15,11 @@
 * **A schedule that fits.** A ``max_update`` so small that a phase of the recipe's learning-rate
   schedule would have 0 updates (tri_stage's decay, cosine's period: fairseq divides by them)
   gets phases fitted to it, said in one line.
-* **Checkpoints and faults** (:mod:`.checkpoints`): whole checkpoints (atomic writes, extra names
-  as links), resume past an unreadable ``checkpoint_last.pt``, a finished run stays finished,
-  one run per save_dir, a full disk or a NaN loss as one line.
+* **Checkpoints and faults** (:mod:`.checkpoints`, :mod:`.training_rules`): whole checkpoints
+  (atomic writes, extra names as links, no asynchronous in-place writes), resume past an
+  unreadable or missing ``checkpoint_last.pt``, a finished run stays finished, one run per
+  save_dir, a bad config value, a full disk or a NaN loss as one line; in every process of the
+  run, fairseq's spawned workers included.
 
 Otherwise the command is exactly fairseq-hydra-train.
 """
@@ -160,6 +162,15 @@ def check_precision(cfg: dict, cuda: Optional[bool] = None) -> None:
                                "common.memory_efficient_fp16=true, or train on a GPU", path="common.fp16")
 
 
+def check_checkpoint_writes(cfg: dict) -> None:
+    """``checkpoint.write_checkpoints_asynchronously`` writes in place: refused in one line (the
+    training processes refuse it too, see :mod:`.training_rules`)."""
+    from .training_rules import ASYNC_WRITES
+
+    if str(config_get(cfg, "checkpoint.write_checkpoints_asynchronously", False)).lower() == "true":
+        raise TrainConfigError(ASYNC_WRITES, path="checkpoint.write_checkpoints_asynchronously")
+
+
 def processes_here(env: Mapping[str, str] = os.environ) -> int:
     """Training processes this launch has: torchrun's or SLURM's world, else one per GPU, else 1."""
     import torch
@@ -283,6 +294,7 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
     cfg = resolved_recipe(argv)
     argv = addable_overrides(argv, config_file_sections(argv))
     check_precision(cfg)
+    check_checkpoint_writes(cfg)
     extra = [f"common.user_dir={PACKAGE}"] + cpu_torchrun_overrides() + slurm_overrides()
     if not exact_world_size and cfg:
         # update_freq was already multiplied in: the fitted values replace the user's own
@@ -292,7 +304,7 @@ def hydra_train(argv: Optional[List[str]] = None, exact_world_size: bool = False
     sys.argv = ["fairseq-hydra-train"] + argv + [o for o in extra if o.split("=", 1)[0] not in given]
     from fairseq_cli.hydra_train import cli_main
 
-    from .checkpoints import install
+    from .training_rules import install_for_run
 
-    install()  # whole checkpoints, resume past a bad file, a finished run stays finished
+    install_for_run()  # here and in every worker fairseq spawns: whole checkpoints, one-line errors, ...
     cli_main()

@@ -1,6 +1,7 @@
 """Whole-or-absent checkpoint writes, linked extra names, recovery from an unreadable
 checkpoint_last.pt, the save_dir lock and the room estimate (d2v_fairseq.checkpoints)."""
 
+import errno
 import json
 import os
 import subprocess
@@ -160,3 +161,79 @@ def test_a_killed_writers_temporaries_are_removed_and_nothing_else(tmp_path):
     (tmp_path / "notes.tmp").write_text("not ours")
     assert remove_stale_temporaries(str(tmp_path)) == ["checkpoint_1_4.pt.tmp"]
     assert sorted(os.listdir(tmp_path)) == ["checkpoint_last.pt", "notes.tmp"]
+
+
+def test_recovery_never_leaves_the_save_dir_without_checkpoint_last(tmp_path, monkeypatch):
+    for updates in (2, 4):
+        write_atomic(state(updates), str(tmp_path / f"checkpoint_1_{updates}.pt"))
+    last = tmp_path / "checkpoint_last.pt"
+    last.write_bytes(b"cut short")
+    seen = []
+
+    def checked(operation):
+        def call(*args, **kwargs):
+            seen.append(operation.__name__)
+            assert last.exists(), f"checkpoint_last.pt absent before {operation.__name__}{args}"
+            return operation(*args, **kwargs)
+        return call
+
+    # a kill may land between any two file operations: before each, the name must be there
+    monkeypatch.setattr(os, "replace", checked(os.replace))
+    monkeypatch.setattr(os, "link", checked(os.link))
+    monkeypatch.setattr(os, "remove", checked(os.remove))
+    line = recover_last(str(tmp_path))
+    monkeypatch.undo()
+    assert seen and "resuming from checkpoint_1_4.pt (update 4)" in line
+    assert updates_in(str(last)) == 4 and (tmp_path / "checkpoint_last.pt.unreadable").read_bytes() == b"cut short"
+
+
+def test_a_missing_last_checkpoint_resumes_from_the_newest_readable(tmp_path):
+    assert recover_last(str(tmp_path)) is None  # a new run: nothing to say
+    for updates in (2, 4):
+        write_atomic(state(updates), str(tmp_path / f"checkpoint_1_{updates}.pt"))
+    line = recover_last(str(tmp_path))
+    assert "checkpoint_last.pt is missing: resuming from checkpoint_1_4.pt (update 4)" in line
+    assert os.stat(tmp_path / "checkpoint_last.pt").st_ino == os.stat(tmp_path / "checkpoint_1_4.pt").st_ino
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP])
+def test_a_filesystem_without_flock_warns_once_and_the_run_goes_on(tmp_path, monkeypatch, code):
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    line = acquire_lock(str(tmp_path))
+    try:
+        assert line is not None and "no flock" in line and errno.errorcode[code] in line and "docs/scale.md" in line
+        assert f"pid {os.getpid()}" in (tmp_path / ".d2v-train.lock").read_text()  # the record is written all the same
+    finally:
+        release_lock()
+
+
+def test_only_ewouldblock_means_busy_and_names_the_holder(tmp_path, monkeypatch):
+    import fcntl
+
+    (tmp_path / ".d2v-train.lock").write_text("host n7 pid 4242 since 2026-12-01T10:00:00Z\n")
+
+    def busy(fd, operation):
+        raise OSError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(fcntl, "flock", busy)
+    with pytest.raises(SaveDirBusy) as error:
+        acquire_lock(str(tmp_path))
+    assert "host n7 pid 4242 (since 2026-12-01T10:00:00Z)" in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_a_garbled_lock_record_is_named_not_a_traceback(tmp_path):
+    from d2v_fairseq.locks import DirectoryLock, LockBusy
+
+    (tmp_path / ".lock").write_bytes(b"\x00\x01 not a record")
+    holder = DirectoryLock(str(tmp_path), ".lock", "study", "wait")
+    assert "unreadable lock record" in holder.acquire()  # taken over: nobody holds the flock
+    try:
+        with pytest.raises(LockBusy, match=f"host \\S+ pid {os.getpid()}"):
+            DirectoryLock(str(tmp_path), ".lock", "study", "wait").acquire()
+    finally:
+        holder.release()

@@ -1,10 +1,17 @@
 """Faults as long runs meet them, through `d2v train` (v1 and data2vec 2.0 speech pre-training):
-a SIGKILL during a checkpoint save or at a random moment, then the same command resumes and ends
-equal to an uninterrupted run; a finished run re-run changes nothing; a full disk is one line
-with exit 2 and a readable checkpoint_last.pt; a NaN loss is one line naming the update."""
+a SIGKILL inside a checkpoint write, between the links of a save, or at a random moment while the
+run trains, then the same command resumes (from the update it says) and ends equal to an
+uninterrupted run; a finished run re-run changes nothing; a full disk is one line with exit 2 and
+a readable checkpoint_last.pt; a NaN loss is one line naming the update, the checkpoint before it
+whole and finite; a one-node run whose workers fairseq spawns keeps every rule in every worker.
+
+The faults come from tests/helpers/faults/sitecustomize.py (on the PYTHONPATH of the runs that ask
+for one): nothing of them is in the package's write path.
+"""
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +35,7 @@ FAMILIES = {
            "+lr_scheduler.lr_period_updates=20"],
 }
 MAX_UPDATE = 10
+FAULTS = os.path.join(REPO, "tests", "helpers", "faults")  # sitecustomize.py: the faults, by variable
 
 
 def command(family, data, save_dir, *extra):
@@ -40,12 +48,26 @@ def command(family, data, save_dir, *extra):
             *overrides, *extra]
 
 
-def run(cmd, env=None, check=True):
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})), capture_output=True,
-                          text=True, timeout=600)
+def environment(faults=None):
+    """The runs' environment; ``faults``: variables of tests/helpers/faults/sitecustomize.py."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if faults:
+        env.update(faults, PYTHONPATH=os.pathsep.join(filter(None, [FAULTS, os.environ.get("PYTHONPATH")])))
+    return env
+
+
+def run(cmd, faults=None, check=True):
+    proc = subprocess.run(cmd, env=environment(faults), capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def resumed_from(proc) -> int:
+    """The update a run says it resumed from (fairseq's "Loaded checkpoint ... @ N updates")."""
+    found = re.findall(r"Loaded checkpoint \S+ \(epoch \d+ @ (\d+) updates\)", proc.stdout + proc.stderr)
+    assert found, "the run did not resume from a checkpoint:\n" + proc.stdout[-2000:]
+    return int(found[-1])
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +97,27 @@ def assert_every_checkpoint_loads(save_dir, killed_while_writing=False):
         assert not [n for n in os.listdir(save_dir) if n.endswith(".tmp")]
 
 
-def test_a_kill_inside_a_save_resumes_to_the_same_model(straight, demo_corpus, tmp_path):
+@pytest.mark.parametrize("where, killed_at", [
+    ("checkpoint_*_*.pt:2", "inside the write of checkpoint_1_4.pt: its data complete, before its rename"),
+    ("checkpoint_last.pt:2", "between the links of the save at update 4: checkpoint_1_4.pt whole, not yet last"),
+])
+def test_a_kill_inside_a_save_resumes_to_the_same_model(straight, demo_corpus, tmp_path, where, killed_at):
     family, reference = straight
     save_dir = tmp_path / "run"
-    # killed after the 2nd write (checkpoint_1_4.pt) and before it is linked as checkpoint_last.pt
-    killed = run(command(family, demo_corpus, save_dir), env={"D2V_FAULT": "kill-after-write:2"}, check=False)
-    assert killed.returncode == -signal.SIGKILL
-    assert_every_checkpoint_loads(save_dir)
-    assert updates_in(str(save_dir / "checkpoint_1_4.pt")) == 4
+    killed = run(command(family, demo_corpus, save_dir), faults={"D2V_TEST_KILL_BEFORE_REPLACE": where},
+                 check=False)
+    assert killed.returncode == -signal.SIGKILL, killed_at
+    names = sorted(os.listdir(save_dir))
+    # the write in flight left only its temporary; every name a resume reads is whole
+    assert [n for n in names if n.endswith(".tmp")] == (
+        ["checkpoint_1_4.pt.tmp"] if where.startswith("checkpoint_*") else ["checkpoint_last.pt.tmp"]), names
+    assert_every_checkpoint_loads(save_dir, killed_while_writing=True)
     assert updates_in(str(save_dir / "checkpoint_last.pt")) == 2  # the previous complete save
-    run(command(family, demo_corpus, save_dir))  # the same command resumes
+    assert ("checkpoint_1_4.pt" in names) == where.startswith("checkpoint_last")
+    resumed = run(command(family, demo_corpus, save_dir))  # the same command resumes
+    assert resumed_from(resumed) == 2 and "unfinished write" in resumed.stderr
     assert updates_in(str(save_dir / "checkpoint_last.pt")) == MAX_UPDATE
+    assert_every_checkpoint_loads(save_dir)
     assert_same_student_and_teacher(reference / "checkpoint_last.pt", save_dir / "checkpoint_last.pt")
 
 
@@ -93,15 +125,21 @@ def test_a_kill_at_a_random_moment_never_leaves_a_bad_checkpoint(straight, demo_
     family, reference = straight
     save_dir = tmp_path / "run"
     cmd = command(family, demo_corpus, save_dir)
-    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    # start-up takes several seconds; then an update and a save follow every second or so
-    time.sleep(random.Random(f"{family}-kill").uniform(7, 15))
+    proc = subprocess.Popen(cmd, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # wait for the save at update 4, then kill at a random moment of the updates and saves that follow
+    deadline = time.time() + 300
+    while not (save_dir / "checkpoint_1_4.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    delay = random.uniform(0.0, 0.4)
+    time.sleep(delay)
+    assert proc.poll() is None, f"the run ended before the kill (delay {delay:.2f} s after update 4)"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    if os.path.isdir(save_dir) and any(n.endswith(".pt") for n in os.listdir(save_dir)):
-        assert_every_checkpoint_loads(save_dir, killed_while_writing=True)
-    run(cmd)
+    assert_every_checkpoint_loads(save_dir, killed_while_writing=True)
+    at_kill = updates_in(str(save_dir / "checkpoint_last.pt"))
+    assert 4 <= at_kill < MAX_UPDATE, f"killed {delay:.2f} s after update 4"
+    resumed = run(cmd)
+    assert resumed_from(resumed) == at_kill
     assert_every_checkpoint_loads(save_dir)  # the resumed run removed any unfinished write
     assert updates_in(str(save_dir / "checkpoint_last.pt")) == MAX_UPDATE
     assert_same_student_and_teacher(reference / "checkpoint_last.pt", save_dir / "checkpoint_last.pt")
@@ -176,15 +214,17 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(demo_corpus, tmp_path):
 
 
 def test_a_nan_loss_is_one_line_naming_the_update(demo_corpus, tmp_path):
-    proc = run(command("v1", demo_corpus, tmp_path / "ckpt", "optimization.lr=[1e30]"), check=False)
+    proc = run(command("v1", demo_corpus, tmp_path / "ckpt"), faults={"D2V_TEST_NAN_AT_UPDATE": "5"}, check=False)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     error = [line for line in proc.stderr.splitlines() if line.startswith("d2v: error:")]
-    assert len(error) == 1 and "NaN/Inf" in error[0] and "update " in error[0] and "optimization.lr" in error[0]
+    assert len(error) == 1 and "NaN/Inf" in error[0] and "update 5:" in error[0] and "optimization.lr" in error[0]
+    assert "checkpoint_last.pt (update 4) is the last good checkpoint" in error[0]
     assert "Traceback" not in proc.stderr
-    for name in os.listdir(tmp_path / "ckpt"):
-        if name.endswith(".pt"):
-            state = torch.load(tmp_path / "ckpt" / name, weights_only=False)
-            assert all(torch.isfinite(v).all() for v in state["model"].values() if torch.is_tensor(v))
+    kept = tmp_path / "ckpt" / "checkpoint_last.pt"
+    state = torch.load(kept, weights_only=False)
+    assert updates_in(str(kept)) == 4
+    tensors = [v for v in state["model"].values() if torch.is_tensor(v)] + list(state["model"]["_ema"].values())
+    assert len(tensors) > 10 and all(torch.isfinite(v).all() for v in tensors)
 
 
 def test_train_names_every_broken_recording_at_once_and_skip_bad_trains(demo_corpus, tmp_path):
@@ -220,3 +260,37 @@ def test_train_names_every_broken_recording_at_once_and_skip_bad_trains(demo_cor
     proc = run(command("v1", data, tmp_path / "ckpt", "optimization.max_update=2", "task.skip_bad=true"))
     assert "3 of 24 recordings left out" in proc.stdout + proc.stderr
     assert updates_in(str(tmp_path / "ckpt" / "checkpoint_last.pt")) == 2
+
+
+SPAWN = ["common.cpu=true", "distributed_training.distributed_backend=gloo",
+         "distributed_training.distributed_world_size=2", "dataset.max_tokens=60000"]
+
+
+def test_a_run_whose_workers_fairseq_spawns_keeps_every_rule(demo_corpus, tmp_path):
+    # one node, two devices, no torchrun: fairseq starts each rank with torch.multiprocessing.spawn
+    save_dir = tmp_path / "run"
+    cmd = command("v1", demo_corpus, save_dir, *SPAWN, "optimization.max_update=6")
+    cmd.insert(cmd.index("train") + 1, "--exact-world-size")
+    first = run(cmd, faults={"D2V_TEST_DEVICES": "2"})
+    assert "distributed init (rank 1)" in first.stdout + first.stderr  # two processes trained
+    last = save_dir / "checkpoint_last.pt"
+    assert updates_in(str(last)) == 6
+    assert os.stat(last).st_ino == os.stat(save_dir / "checkpoint_1_6.pt").st_ino  # a link: the worker's rules
+    assert (save_dir / ".d2v-train.lock").is_file()
+    before = {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")}
+    again = run(cmd, faults={"D2V_TEST_DEVICES": "2"})
+    assert "holds 6 updates" in again.stdout and "finished" in again.stdout
+    assert again.stdout.count("the run is finished") == 1  # said by rank 0 only
+    assert {n: os.stat(save_dir / n).st_mtime_ns for n in os.listdir(save_dir) if n.endswith(".pt")} == before
+
+
+@pytest.mark.parametrize("family, depth_key", [("v1", "model.encoder_layers"), ("v2", "model.depth")])
+def test_a_model_the_config_cannot_build_is_one_line_in_every_worker(demo_corpus, tmp_path, family, depth_key):
+    cmd = command(family, demo_corpus, tmp_path / "run", *SPAWN, "model.average_top_k_layers=4")
+    cmd.insert(cmd.index("train") + 1, "--exact-world-size")
+    proc = run(cmd, faults={"D2V_TEST_DEVICES": "2"}, check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("d2v: error:")]
+    assert errors and all("model.average_top_k_layers: 4 is outside 1..2" in e and f"{depth_key}=2" in e
+                          for e in errors), proc.stderr[-2000:]

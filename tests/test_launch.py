@@ -7,8 +7,8 @@ import os
 import pytest
 
 from d2v_fairseq.cli.train import split_arguments
-from d2v_fairseq.launch import (TrainConfigError, check_precision, fit_world_size, hydra_config_path,
-                                resolved_recipe, slurm_overrides)
+from d2v_fairseq.launch import (TrainConfigError, check_checkpoint_writes, check_precision, fit_world_size,
+                                hydra_config_path, resolved_recipe, slurm_overrides)
 
 from .conftest import REPO, VENV_BIN, run_cli
 
@@ -38,6 +38,20 @@ def test_fp16_without_cuda_is_one_line_naming_the_alternatives():
         check_precision({"common": {"fp16": True}}, cuda=False)
     check_precision({"common": {"fp16": True}}, cuda=True)
     check_precision({"common": {"bf16": True}}, cuda=False)
+
+
+def test_asynchronous_checkpoint_writes_are_refused_in_one_line_saying_why(tmp_path):
+    with pytest.raises(TrainConfigError, match="write_checkpoints_asynchronously.*in place.*leave it false"):
+        check_checkpoint_writes({"checkpoint": {"write_checkpoints_asynchronously": True}})
+    check_checkpoint_writes({"checkpoint": {"write_checkpoints_asynchronously": False}})
+    # the training processes refuse it too (a run that fairseq-hydra-train started with the rules)
+    from d2v_fairseq.training_rules import AsyncWritesRefused, _persistent_save
+
+    written = []
+    save = _persistent_save(lambda obj, filename, async_write=False: written.append(filename))
+    with pytest.raises(AsyncWritesRefused, match="whole or not at all"):
+        save({"x": 1}, str(tmp_path / "checkpoint_1_2.pt"), async_write=True)
+    assert written == [] and os.listdir(tmp_path) == []
 
 
 def test_the_recipe_is_read_with_its_overrides():

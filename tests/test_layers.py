@@ -14,12 +14,13 @@ import pytest
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "d2v_fairseq")
 
 LAYERS = {
-    "environment": 0, "modules": 0,
+    "environment": 0, "modules": 0, "locks": 0,
     "data": 1, "decoding": 1,
     "models": 2,
     "criterions": 3,
     "tasks": 4,
-    "hub": 5, "evaluation": 5, "launch": 5, "checkpoints": 5, "slurm": 5, "features": 5, "probe": 5,
+    "hub": 5, "evaluation": 5, "launch": 5, "checkpoints": 5, "training_rules": 5,
+    "slurm": 5, "features": 5, "probe": 5,
     "interop": 6,
     "demos": 7,
     "cli": 8,

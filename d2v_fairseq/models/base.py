@@ -26,8 +26,9 @@ from torch import nn
 
 from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY, EMATeacher, TeacherOwner
 from ..modules.regression import checked_loss_scale, feature_std, regression_loss
-from ..modules.targets import build_targets, target_norms
+from ..modules.targets import build_targets, check_top_k, target_norms
 from .config import Data2VecSharedConfig
+from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,17 @@ class Data2VecModel(TeacherOwner, BaseFairseqModel):
     # how this modality reads loss_scale <= 0 (text: as the reference does, 1/sqrt(dim))
     nonpositive_loss_scale_is_default = False
 
-    def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, linear_head: bool = True):
+    def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, depth: int, depth_key: str,
+                 linear_head: bool = True):
+        """``depth``: the number of Transformer blocks, set by the config key ``depth_key``."""
         super().__init__()
         self.cfg = cfg
+        check_top_k(cfg.average_top_k_layers, depth, depth_key)
         if not cfg.ema_transformer_only:
-            raise ValueError("model config: ema_transformer_only=false is not supported (the teacher "
+            raise ModelConfigError("model config: ema_transformer_only=false is not supported (the teacher "
                              "copies the Transformer; the front end is shared)")
         if not cfg.ema_layers_only and not self.teacher_can_copy_positions:
-            raise ValueError(f"model config: ema_layers_only=false is not supported by {type(self).__name__} "
+            raise ModelConfigError(f"model config: ema_layers_only=false is not supported by {type(self).__name__} "
                              "(its teacher copies the Transformer blocks; the positional encoder is shared)")
         self.target_layer_norm, self.target_final_norm = target_norms(cfg)
         self.loss_scale = checked_loss_scale(cfg.loss_scale, self.nonpositive_loss_scale_is_default)

@@ -169,6 +169,8 @@ class Data2Vec2AudioModel(Data2VecMultiModel):
     """A ``data2vec2_audio`` (speech-only 2.0 layout) checkpoint as the ``data2vec_multi`` speech model (see the
     module docstring); its weights convert on load."""
 
+    depth_key = "model.encoder_layers"
+
     @classmethod
     def build_model(cls, cfg: Data2Vec2AudioConfig, task=None):
         converted = OmegaConf.merge(OmegaConf.structured(Data2VecMultiConfig), multi_config(cfg))

@@ -57,7 +57,7 @@ class Data2VecAudioModel(Data2VecModel):
     teacher_can_copy_positions = True
 
     def __init__(self, cfg: Data2VecAudioConfig):
-        super().__init__(cfg, cfg.encoder_embed_dim)
+        super().__init__(cfg, cfg.encoder_embed_dim, cfg.encoder_layers, "model.encoder_layers")
         self.conv_layers = parse_conv_spec(cfg.conv_feature_layers, "model.conv_feature_layers")
         conv_dim = self.conv_layers[-1][0]
         self.feature_extractor = ConvFeatureExtractionModel(

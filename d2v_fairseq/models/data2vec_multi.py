@@ -30,9 +30,10 @@ from torch import nn
 from ..modules.ema import EMA_KEY, EMATeacher, TeacherOwner
 from ..modules.multi_layers import Block, run_alibi_blocks, scaled_bias
 from ..modules.regression import check_collapse, checked_loss_scale, feature_std, regression_loss
-from ..modules.targets import build_targets, target_norms
+from ..modules.targets import build_targets, check_top_k, target_norms
 from .multi_config import Data2VecMultiConfig, Modality
 from .multi_encoders import ENCODERS, MaskSeeds, ModalityEncoder, view_without
+from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +56,18 @@ def modality_of(value) -> Modality:
 class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
     """data2vec 2.0; see the module docstring."""
 
+    depth_key = "model.depth"  # the config key of the number of blocks, as errors name it
+
     def __init__(self, cfg: Data2VecMultiConfig, modalities: List[Modality], task=None, skip_ema: bool = False):
         super().__init__()
         self.cfg = cfg
+        check_top_k(cfg.average_top_k_layers, cfg.depth, self.depth_key)
         self.modalities = [modality_of(m) for m in modalities]
         if cfg.shared_decoder is not None:
-            raise ValueError("model config: shared_decoder is not supported by this package's data2vec_multi "
+            raise ModelConfigError("model config: shared_decoder is not supported by this package's data2vec_multi "
                              "(each modality has its own decoder: modalities.*.decoder)")
         if cfg.recon_loss > 0:
-            raise ValueError("model config: recon_loss > 0 (pixel reconstruction) is not supported here")
+            raise ModelConfigError("model config: recon_loss > 0 (pixel reconstruction) is not supported here")
         self.loss_scale = checked_loss_scale(cfg.loss_scale)
         self.target_layer_norm, self.target_final_norm = target_norms(cfg)
 
@@ -255,7 +259,7 @@ class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
         if encoder.decoder is None:
             raise RuntimeError("data2vec_multi: pre-training needs the decoder (remove_pretraining_modules dropped it)")
         if mask_info is None:
-            raise ValueError(f"model config: modalities.{encoder.modality.name.lower()}.mask_prob must be > 0 "
+            raise ModelConfigError(f"model config: modalities.{encoder.modality.name.lower()}.mask_prob must be > 0 "
                              "for pre-training")
         pred = encoder.decoder(encoder.decoder_input(x, mask_info))  # (B', T, C)
         y = self.make_targets(encoder, source, padding_mask, encoded["local_features"], target)  # (B, T, C)
@@ -267,7 +271,7 @@ class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
         if self.cfg.cls_loss > 0:
             extra = encoder.modality_cfg.num_extra_tokens
             if extra == 0:
-                raise ValueError("model config: cls_loss > 0 needs an extra (CLS) token: "
+                raise ModelConfigError("model config: cls_loss > 0 needs an extra (CLS) token: "
                                  f"modalities.{encoder.modality.name.lower()}.num_extra_tokens")
             cls_target = y.mean(dim=1)
             cls_target = cls_target.repeat_interleave(clone, 0) if clone > 1 else cls_target

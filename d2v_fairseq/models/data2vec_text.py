@@ -31,6 +31,7 @@ from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
 from ..modules.transformer import run_time_major_layers, zero_padding
 from .base import Data2VecModel
 from .config import Data2VecSharedConfig, shared_default
+from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def make_regression_head(dim: int, layers: int) -> nn.Module:
     Sequential of ``layers`` Linears with GELUs between, the first widening to 2D (keys
     ``regression_head.0.*``, ``.2.*``, ... as the released checkpoints name them)."""
     if layers < 1:
-        raise ValueError(f"model config: head_layers={layers}: at least 1")
+        raise ModelConfigError(f"model config: head_layers={layers}: at least 1")
     modules, width = [], dim
     for i in range(layers - 1):
         wider = dim * 2 if i == 0 else width
@@ -131,10 +132,11 @@ class Data2VecTextModel(Data2VecModel):
 
     def __init__(self, cfg: Data2VecTextConfig, dictionary):
         if not cfg.ema_transformer_layers_only:
-            raise ValueError("model config: ema_transformer_layers_only=false is not supported "
+            raise ModelConfigError("model config: ema_transformer_layers_only=false is not supported "
                              "(the teacher averages the blocks; embeddings are shared)")
         dim = transformer_config(cfg).encoder.embed_dim
-        super().__init__(cfg, dim, linear_head=False)
+        super().__init__(cfg, dim, transformer_config(cfg).encoder.layers, "model.transformer.encoder.layers",
+                         linear_head=False)
         self.encoder_dim = dim
         self.dictionary = dictionary
         self.encoder = TextEncoder(cfg, dictionary)

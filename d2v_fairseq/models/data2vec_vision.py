@@ -25,6 +25,7 @@ from ..modules.vit import LAYER_NORM_EPS, PatchEmbed, VisionTransformer
 from .pretrained import PretrainedEncoderConfig, pretrained_for_finetuning
 from .base import Data2VecModel
 from .config import TARGET_FEATURE_CHOICES, Data2VecSharedConfig, shared_default
+from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class Data2VecVisionModel(Data2VecModel):
     """data2vec image model; see the module docstring."""
 
     def __init__(self, cfg: Data2VecVisionConfig):
-        super().__init__(cfg, cfg.embed_dim)
+        super().__init__(cfg, cfg.embed_dim, cfg.depth, "model.depth")
         self.patch_embed = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_channels, cfg.embed_dim)
         patches = self.patch_embed.num_patches
         if masked_count(cfg) < cfg.min_mask_patches_per_block and masked_count(cfg) > 0:
-            raise ValueError(
+            raise ModelConfigError(
                 f"model config: {masked_count(cfg)} masked patches per image is less than "
                 f"min_mask_patches_per_block={cfg.min_mask_patches_per_block} ({patches} patches)"
             )

@@ -32,6 +32,7 @@ from ..modules.masking import channel_mask
 from ..modules.seeding import row_ids, seeded_int, seeded_rng
 from ..modules.vit import PatchEmbed
 from .multi_config import D2vAudioConfig, D2vImageConfig, D2vModalityConfig, D2vTextConfig, Modality
+from ..modules.errors import ModelConfigError
 
 
 class MaskInfo(NamedTuple):
@@ -95,7 +96,7 @@ class ModalityEncoder(nn.Module):
         super().__init__()
         for key, what in UNSUPPORTED.items():
             if getattr(cfg, key, False):
-                raise ValueError(f"model config: modalities.{self.modality.name.lower()}.{key}: {what} is not "
+                raise ModelConfigError(f"model config: modalities.{self.modality.name.lower()}.{key}: {what} is not "
                                  "supported by this package's data2vec_multi")
         self.modality_cfg = cfg
         self.embed_dim = embed_dim
@@ -132,7 +133,7 @@ class ModalityEncoder(nn.Module):
             return None
         if d.add_positions_masked or d.add_positions_all:
             if self.modality != Modality.IMAGE or not self.modality_cfg.fixed_positions:
-                raise ValueError(f"model config: modalities.{self.modality.name.lower()}.decoder.add_positions_*: "
+                raise ModelConfigError(f"model config: modalities.{self.modality.name.lower()}.decoder.add_positions_*: "
                                  "needs the fixed positions of images")
         return ConvDecoder(self.embed_dim, d.decoder_dim, d.decoder_layers, d.decoder_kernel, d.decoder_groups,
                            d.decoder_residual, d.projection_layers, d.projection_ratio, grid)

@@ -7,6 +7,7 @@ import math
 from typing import List
 
 import torch
+from .errors import ModelConfigError
 
 
 def alibi_slopes(heads: int) -> List[float]:
@@ -37,7 +38,7 @@ def alibi_distances(length: int, dims: int = 1, distance: str = "manhattan") -> 
         return -(dr + dc)
     if distance == "euclidean":
         return -torch.sqrt(dr ** 2 + dc ** 2)
-    raise ValueError(f"model config: alibi_distance={distance!r}; choose manhattan or euclidean")
+    raise ModelConfigError(f"model config: alibi_distance={distance!r}; choose manhattan or euclidean")
 
 
 def alibi_bias(batch: int, length: int, heads: int, dims: int = 1, distance: str = "manhattan",

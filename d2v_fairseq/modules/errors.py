@@ -55,3 +55,8 @@ def first_lines(error: BaseException) -> str:
     if isinstance(error, InputErrors):
         return text
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class ModelConfigError(InputError):
+    """A model config value that cannot build the model (``model config: KEY=VALUE ...``): the
+    commands that build a model say it in one line, exit status 2."""

@@ -17,6 +17,7 @@ from fairseq.modules import LayerNorm, SamePad, SamePad2d, TransposeLast
 from torch import nn
 
 from .vit import DropPath
+from .errors import ModelConfigError
 
 
 def padding_bias(padding_mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
@@ -42,7 +43,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, attention_dropout: float = 0.0, dropout: float = 0.0):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"model config: embed_dim={dim} is not a multiple of num_heads={num_heads}")
+            raise ModelConfigError(f"model config: embed_dim={dim} is not a multiple of num_heads={num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -184,7 +185,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         for name, width in (("model width", input_dim), ("decoder_dim", dim)):
             if width % groups:
-                raise ValueError(f"model config: decoder_groups={groups} does not divide the {name} {width}")
+                raise ModelConfigError(f"model config: decoder_groups={groups} does not divide the {name} {width}")
         self.grid = grid
         self.residual = residual
         conv = nn.Conv1d if grid is None else nn.Conv2d
@@ -237,7 +238,7 @@ def sincos_positions_2d(dim: int, side: int) -> torch.Tensor:
     """MAE's fixed positions (side * side, dim) for a square grid, row-major: half the channels
     encode one grid axis, half the other, each as sines then cosines of geometric frequencies."""
     if dim % 4:
-        raise ValueError(f"model config: embed_dim={dim} must be a multiple of 4 for 2-D sin-cos positions")
+        raise ModelConfigError(f"model config: embed_dim={dim} must be a multiple of 4 for 2-D sin-cos positions")
     freqs = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
 
     def encode(pos):

@@ -3,6 +3,7 @@
 from typing import Optional
 
 import torch
+from .errors import ModelConfigError
 
 POOLING = ("lin_softmax", "mean", "max")
 
@@ -30,4 +31,4 @@ def pool_frames(logits: torch.Tensor, padding_mask: Optional[torch.Tensor], how:
         if keep is not None:
             logits = logits.masked_fill(~keep, float("-inf"))
         return logits.max(1).values
-    raise ValueError(f"model config: prediction_mode={how!r}; choose one of {POOLING}")
+    raise ModelConfigError(f"model config: prediction_mode={how!r}; choose one of {POOLING}")

@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from .errors import ModelConfigError
 
 
 def regression_loss(
@@ -54,7 +55,7 @@ def checked_loss_scale(scale: Optional[float], nonpositive_is_default: bool = Fa
         return scale
     if nonpositive_is_default:
         return None
-    raise ValueError(f"model config: loss_scale={scale} makes the loss 0 or negative (nothing trains); leave it "
+    raise ModelConfigError(f"model config: loss_scale={scale} makes the loss 0 or negative (nothing trains); leave it "
                      "unset (null: 1/sqrt(embedding dim)) or give a positive scale")
 
 

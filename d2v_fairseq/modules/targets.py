@@ -8,6 +8,7 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from .errors import ModelConfigError
 
 LAYER_NORMS = ("none", "instance", "layer", "batch", "group")
 FINAL_NORMS = ("none", "instance", "layer")
@@ -45,7 +46,7 @@ def target_norms(cfg) -> Tuple[str, Tuple[str, ...]]:
     ``instance_norm_targets`` on the average, as both references apply them."""
     chosen = [name for name, flag in LAYER_NORM_FLAGS if getattr(cfg, flag, False)]
     if len(chosen) > 1:
-        raise ValueError(f"model config: at most one of instance/layer/batch/group_norm_target_layer may be "
+        raise ModelConfigError(f"model config: at most one of instance/layer/batch/group_norm_target_layer may be "
                          f"true, got {chosen}")
     final = tuple(name for name, flag in FINAL_NORM_FLAGS if getattr(cfg, flag, False))
     return (chosen[0] if chosen else "none"), final
@@ -61,8 +62,7 @@ def build_targets(
 
     Returns (B, T, C) fp32.
     """
-    if not 1 <= top_k <= len(layer_outputs):
-        raise ValueError(f"average_top_k_layers={top_k} must be in [1, {len(layer_outputs)}]")
+    check_top_k(top_k, len(layer_outputs))
     finals = (final_norm,) if isinstance(final_norm, str) else tuple(final_norm)
     for name in finals:
         if name not in FINAL_NORMS:
@@ -72,3 +72,11 @@ def build_targets(
     for name in finals:
         target = normalize(target, name)
     return target if finals else target.float()
+
+
+def check_top_k(top_k: int, depth: int, depth_key: str = "the model's depth") -> None:
+    """Raises ModelConfigError unless 1 <= ``top_k`` <= ``depth`` (the number of blocks, whose
+    config key ``depth_key`` names): the targets average the top K blocks' outputs."""
+    if not 1 <= top_k <= depth:
+        raise ModelConfigError(f"{top_k} is outside 1..{depth}: the targets average the top K of the model's "
+                               f"{depth} blocks ({depth_key}={depth})", path="model.average_top_k_layers")

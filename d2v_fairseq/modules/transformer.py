@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .errors import ModelConfigError
 
 TARGET_FEATURES = ("ffn", "ffn-residual", "attn", "block")
 
@@ -28,7 +29,7 @@ def window_steps(window: float, length: int) -> int:
     """A teacher attention window in steps: ``window`` >= 1 is a number of steps, 0 < ``window``
     < 1 a fraction of ``length`` (at least one step); 0 means the whole input (returns 0)."""
     if window < 0:
-        raise ValueError(f"model config: teacher_attention_window={window} must be >= 0")
+        raise ModelConfigError(f"model config: teacher_attention_window={window} must be >= 0")
     if window >= 1:
         return int(window)
     return max(1, round(window * length)) if window > 0 else 0

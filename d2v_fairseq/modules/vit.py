@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .errors import ModelConfigError
 
 LAYER_NORM_EPS = 1e-6
 
@@ -28,7 +29,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, image_size: int, patch_size: int, in_chans: int, embed_dim: int):
         super().__init__()
         if image_size % patch_size != 0:
-            raise ValueError(
+            raise ModelConfigError(
                 f"model config: image_size={image_size} is not a multiple of patch_size={patch_size}"
             )
         self.image_size = image_size
@@ -108,7 +109,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, attention_dropout: float = 0.0):
         super().__init__()
         if dim % num_heads != 0:
-            raise ValueError(f"model config: embed_dim={dim} is not a multiple of num_heads={num_heads}")
+            raise ModelConfigError(f"model config: embed_dim={dim} is not a multiple of num_heads={num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim))
