@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from ..environment import config_root
 from ..checkpoints import write_atomic_json
 from ..launch import config_get, load_config, with_overrides
+from ..locks import DirectoryLock
 from ..modules.errors import InputError
 from ..modules.transformer import TARGET_FEATURES
 from .common import hydra_train
@@ -415,35 +416,9 @@ def prepare_data(recipe: Recipe, work: str) -> str:
     return out
 
 
-class WorkLock:
-    """WORK/.lock holding this process's id: two studies never share one work dir at once."""
-
-    def __init__(self, work: str):
-        self.path = os.path.join(work, ".lock")
-
-    def __enter__(self):
-        if os.path.isfile(self.path):
-            pid = int(open(self.path).read().strip() or 0)
-            if pid and pid != os.getpid() and _alive(pid):
-                raise StudyError(f"another study (pid {pid}) is running in this work dir; wait for it or use "
-                                 "another --work", path=os.path.dirname(self.path))
-        with open(self.path, "w") as f:
-            f.write(str(os.getpid()))
-        return self
-
-    def __exit__(self, *exc):
-        if os.path.isfile(self.path):
-            os.remove(self.path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def work_lock(work: str) -> DirectoryLock:
+    """WORK/.lock (flock, holder's host, pid and start): two studies never share one work dir at once."""
+    return DirectoryLock(work, ".lock", "study", "wait for it or use another --work")
 
 
 def _minutes(seconds: float) -> str:
@@ -539,7 +514,8 @@ def run_random_init(recipe: Recipe, seed: int, data: str, fingerprint: str, work
     of the recipe, read for the model's shape only."""
     start = time.time()
     overrides = with_overrides(finetune_overrides(recipe, data, seed, architecture), recipe.random_init)
-    key = run_key(load_config(recipe.finetune.config, overrides), pretrain=RANDOM_INIT, data=fingerprint)
+    key = run_key(load_config(recipe.finetune.config, overrides), pretrain=RANDOM_INIT, data=fingerprint,
+                  shape=model_shape(architecture))
     ft_dir = os.path.join(work, "runs", f"{recipe.modality}-random-init", f"finetune-{key}")
     scores = reused_scores(ft_dir, recipe)
     if scores is not None:
@@ -552,6 +528,17 @@ def run_random_init(recipe: Recipe, seed: int, data: str, fingerprint: str, work
     progress.line(RANDOM_INIT, seed, f"{recipe.metric} {scores[recipe.metric]:.2f} ({_minutes(seconds)})")
     progress.finished(seconds)
     return RunResult(RANDOM_INIT, seed, scores, False, ft_dir)
+
+
+def model_shape(checkpoint: str) -> Dict[str, List[int]]:
+    """The pre-trained model's shape: every parameter's name and size (the EMA teacher left out),
+    read from ``checkpoint`` without loading its tensors."""
+    from ..checkpoints import read_state
+
+    state = read_state(checkpoint)
+    if state is None:
+        raise StudyError("cannot read the pre-trained checkpoint the random init takes its shape from", path=checkpoint)
+    return {name: list(value.shape) for name, value in state["model"].items() if hasattr(value, "shape")}
 
 
 def finetune_overrides(recipe: Recipe, data: str, seed: int, pretrained: str) -> List[str]:
@@ -825,7 +812,7 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
     started = provenance(recipe)
     work = os.path.abspath(work or os.path.join("work", "ablations", recipe.modality))
     os.makedirs(work, exist_ok=True)
-    with WorkLock(work):
+    with work_lock(work):  # held until results.json is written: two studies never interleave there
         data = prepare_data(recipe, work)
         baselines = seeds if recipe.random_init else 0
         progress = Progress(study, recipe.modality, len(settings) * seeds + baselines)
@@ -843,26 +830,26 @@ def run_study(study_name: str, modality: Optional[str] = None, values: Optional[
                                  path=work)
             random_init = [run_random_init(recipe, seed, data, fingerprint, work, shapes[0], progress, score)
                            for seed in range(1, seeds + 1)]
-    rows = summarize(study, recipe, results)
-    baseline_row = summarize(study, recipe, random_init)[0] if random_init else None
-    print("\n" + format_table(study, recipe, rows, baseline_row))
-    plot = plot or os.path.join(work, f"{study.name}.png")
-    results_path = os.path.join(work, "results.json")
-    entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "label": recipe.label,
-             "metric": recipe.metric,
-             "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
-             "paper": study.paper, "rows": rows, "plot": os.path.relpath(os.path.abspath(plot), work),
-             "runs": [os.path.relpath(r.run_dir, work) for r in results],
-             "seconds": round(time.time() - progress.start, 1), **started,
-             "finished": _utc_now()}
-    if baseline_row:
-        entry["random_init"] = {str(r.seed): r.scores[recipe.metric] for r in random_init}
-        entry["random_init_runs"] = [os.path.relpath(r.run_dir, work) for r in random_init]
-    if earlier is not None:
-        entry["scores_from"] = os.path.abspath(scores_from)
-    plot_entry(entry, plot)
-    table = json.load(open(results_path)) if os.path.isfile(results_path) else {}
-    table[study.name] = entry
-    write_atomic_json(results_path, table)
+        rows = summarize(study, recipe, results)
+        baseline_row = summarize(study, recipe, random_init)[0] if random_init else None
+        print("\n" + format_table(study, recipe, rows, baseline_row))
+        plot = plot or os.path.join(work, f"{study.name}.png")
+        results_path = os.path.join(work, "results.json")
+        entry = {"study": study.name, "modality": recipe.modality, "recipe": recipe.path, "label": recipe.label,
+                 "metric": recipe.metric,
+                 "lower_is_better": recipe.lower_is_better, "split": recipe.score_split, "seeds": seeds,
+                 "paper": study.paper, "rows": rows, "plot": os.path.relpath(os.path.abspath(plot), work),
+                 "runs": [os.path.relpath(r.run_dir, work) for r in results],
+                 "seconds": round(time.time() - progress.start, 1), **started,
+                 "finished": _utc_now()}
+        if baseline_row:
+            entry["random_init"] = {str(r.seed): r.scores[recipe.metric] for r in random_init}
+            entry["random_init_runs"] = [os.path.relpath(r.run_dir, work) for r in random_init]
+        if earlier is not None:
+            entry["scores_from"] = os.path.abspath(scores_from)
+        plot_entry(entry, plot)
+        table = json.load(open(results_path)) if os.path.isfile(results_path) else {}
+        table[study.name] = entry
+        write_atomic_json(results_path, table)
     print(f"\nplot: {plot}\ntable: {results_path} ({study.name}); {study.paper}")
     return entry

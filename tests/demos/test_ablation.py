@@ -166,8 +166,34 @@ def test_a_study_writes_table_plot_and_results_and_reuses_finished_runs(two_upda
     # a changed recipe setting (the model's width) gives new runs, never the stale models
     changed = tmp_path / "changed.yaml"
     changed.write_text(two_update_recipe.read_text().replace("model.embed_dim=32", "model.embed_dim=16"))
-    ablate(changed, work, "--values", "1")
+    narrow = ablate(changed, work, "--values", "1")
     assert len(os.listdir(work / "runs")) == 3  # K=1's new run (K=2's was removed above)
+    # and a random init of the new shape, not the old shape's baseline
+    assert "fine-tuning 2 updates from random init" in narrow.stdout
+    baselines = work / "runs" / "vision-random-init"
+    assert len([n for n in os.listdir(baselines) if os.path.isdir(baselines / n)]) == 2
+
+
+def test_a_second_study_in_the_same_work_dir_stops_naming_the_first(tmp_path):
+    import subprocess
+    import sys
+
+    from d2v_fairseq.locks import LockBusy
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from d2v_fairseq.demos.ablation import work_lock; lock = work_lock(sys.argv[1]); "
+        "lock.acquire(); print('locked', flush=True); time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockBusy, match=f"another study holds .lock \\(host \\S+ pid {holder.pid}"):
+            ablation.work_lock(str(tmp_path)).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = ablation.work_lock(str(tmp_path))
+    assert f"pid {holder.pid}" in lock.acquire()  # a killed study's lock is taken over, said in a line
+    lock.release()
 
 
 @pytest.mark.slow
