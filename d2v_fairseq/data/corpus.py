@@ -49,6 +49,7 @@ import soundfile as sf
 
 from ..modules.errors import InputError, InputErrors, raise_all
 from ..modules.seeding import seeded_rng
+from .audio import wav_shortfall
 from .manifest import SAMPLE_RATE, letters
 
 logger = logging.getLogger(__name__)
@@ -261,6 +262,9 @@ def convert_audio(source: str, target: str, sample_rate: int = SAMPLE_RATE) -> T
         return 0, "unreadable audio", f"{source}: {str(error).splitlines()[0] if str(error) else error}"
     if audio.shape[0] == 0:
         return 0, "empty audio", f"{source} has 0 samples"
+    shortfall = wav_shortfall(source)
+    if shortfall:
+        return 0, "cut-short audio", f"{source}: {shortfall}"
     audio = audio.mean(axis=1)  # (S, channels) -> (S,)
     if rate != sample_rate:
         import soxr

@@ -145,6 +145,9 @@ def bad_table(tmp_path):
         tone(tmp_path / f"{name}.wav", seed=len(name))
     (tmp_path / "notaudio.wav").write_text("this is text, not audio\n")
     sf.write(str(tmp_path / "empty.wav"), np.zeros((0, 1), dtype="float32"), 16000)
+    tone(tmp_path / "whole.wav", seed=9)
+    whole = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])  # its header promises twice what it holds
     rows = [
         ("good1.wav", "goed", "train"),          # 2
         ("good2.wav", "goed", "valid"),          # 3
@@ -156,13 +159,15 @@ def bad_table(tmp_path):
         ("good1.wav", "goed", "train"),          # 9: duplicate path
         ("zeer.wav", "zeer", "test"),            # 10: letters Z, R never in train
         ("good2.wav", "goed"),                   # 11: wrong number of columns
+        ("cut.wav", "goed", "train"),            # 12: cut-short audio
     ]
     return write_table(tmp_path / "bad.tsv", rows, header=("path", "text", "split"))
 
 
 @pytest.mark.parametrize("line,reason", [(5, "missing audio"), (6, "unreadable audio"), (7, "empty audio"),
                                          (8, "empty transcript"), (9, "duplicate path"),
-                                         (10, "letter not in training"), (11, "wrong number of columns")])
+                                         (10, "letter not in training"), (11, "wrong number of columns"),
+                                         (12, "cut-short audio: .*cut.wav: cut short: its header says")])
 def test_each_bad_row_stops_the_import_naming_file_and_line(bad_table, tmp_path, line, reason):
     lines = open(bad_table).read().splitlines()
     keep = [lines[0]] + [l for n, l in enumerate(lines[1:], start=2) if n < 5 or n == line]
@@ -178,7 +183,7 @@ def test_skip_bad_leaves_them_out_and_counts_each_reason(bad_table, tmp_path):
                            progress=False)
     left = result.summary()["left_out"]
     assert left == {"wrong number of columns": 1, "duplicate path": 1, "missing audio": 1, "unreadable audio": 1,
-                    "empty audio": 1, "empty transcript": 1, "letter not in training": 1}
+                    "empty audio": 1, "empty transcript": 1, "letter not in training": 1, "cut-short audio": 1}
     assert [len(result.splits[s]) for s in ("train", "valid", "test")] == [1, 1, 1]
     assert any("bad.tsv:10" in row for row in result.left_out["letter not in training"])
 
@@ -236,8 +241,8 @@ def test_every_bad_row_is_named_in_one_error(bad_table, tmp_path):
     with pytest.raises(CorpusError) as err:
         import_corpus(bad_table, str(tmp_path / "out"), split_column="split", workers=1, progress=False)
     message = str(err.value)
-    assert message.splitlines()[0].startswith(f"{bad_table}: 7 of 10 rows cannot be used")
-    for line in (5, 6, 7, 8, 9, 10, 11):
+    assert message.splitlines()[0].startswith(f"{bad_table}: 8 of 11 rows cannot be used")
+    for line in (5, 6, 7, 8, 9, 10, 11, 12):
         assert f"bad.tsv:{line}:" in message
     assert not (tmp_path / "out" / "train.tsv").exists()  # nothing written
 
@@ -245,5 +250,5 @@ def test_every_bad_row_is_named_in_one_error(bad_table, tmp_path):
 def test_skip_bad_lists_what_it_left_out(bad_table, tmp_path):
     import_corpus(bad_table, str(tmp_path / "out"), split_column="split", skip_bad=True, workers=1, progress=False)
     rows = (tmp_path / "out" / "left_out.tsv").read_text().splitlines()
-    assert rows[0] == "reason\trow" and len(rows) == 8
+    assert rows[0] == "reason\trow" and len(rows) == 9
     assert any(r.startswith("unreadable audio\t") and "bad.tsv:6" in r for r in rows)

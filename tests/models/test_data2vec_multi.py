@@ -193,3 +193,12 @@ def test_a_collapsed_run_stops_after_5000_updates_naming_the_limit():
     model.num_updates = 5001
     with pytest.raises(RuntimeError, match="target_var=.* fell below model.min_target_var=10.0 at update 5001"):
         model(source)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_a_top_k_outside_the_depth_is_a_config_error_naming_the_key(modality):
+    from d2v_fairseq.modules.errors import ModelConfigError
+
+    depth = ref.tiny_root(Data2VecMultiConfig, modality).model.depth
+    with pytest.raises(ModelConfigError, match=rf"model.average_top_k_layers: {depth + 1} is outside 1..{depth}"):
+        build_ours(modality, average_top_k_layers=depth + 1)

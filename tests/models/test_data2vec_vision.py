@@ -176,3 +176,11 @@ def test_teacher_window_changes_the_vision_targets():
     assert len(full) == len(windowed) == 4
     assert not torch.allclose(full[-1], windowed[-1])
     assert torch.allclose(windowed[-1][:, 1], windowed_far[-1][:, 1], atol=1e-6)  # 4 blocks x 1 patch < 7
+
+
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_a_top_k_outside_the_depth_is_a_config_error_naming_the_key(top_k):
+    from d2v_fairseq.modules.errors import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match=rf"model.average_top_k_layers: {top_k} is outside 1..4: .*model.depth=4"):
+        Data2VecVisionModel(tiny_vision_cfg(average_top_k_layers=top_k))

@@ -45,7 +45,7 @@ def test_batch_and_group_norm_statistics(how):
 
 
 def test_bad_k_and_norm_names_raise():
-    with pytest.raises(ValueError, match="average_top_k_layers=5"):
+    with pytest.raises(ValueError, match="average_top_k_layers: 5 is outside 1..4"):
         build_targets(_layers(), 5, "none")
     with pytest.raises(ValueError, match="unknown target normalization"):
         build_targets(_layers(), 1, "weird")
