@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import soundfile as sf
 from fairseq.data import BaseWrapperDataset
 
@@ -332,6 +333,8 @@ class LenientAudio(BaseWrapperDataset):
         super().__init__(dataset)
         self.left_out = set(left_out)
         self.names = names
+        if hasattr(dataset, "crop_to_max_size"):
+            dataset.crop_to_max_size = crop_to_max_size
 
     def __getitem__(self, index):
         if index in self.left_out:
@@ -345,6 +348,18 @@ class LenientAudio(BaseWrapperDataset):
             UNDECODABLE.append(f"{name}: {reason}")
             self.left_out.add(index)
             return {"id": index, "source": None}
+
+
+def crop_to_max_size(t, target_size: int, dim: int = 0):
+    """fairseq's ``RawAudioDataset.crop_to_max_size`` (a random window of ``target_size`` along
+    ``dim``, its start drawn from numpy's global RNG as fairseq draws it), without indexing by a
+    list of slices: torch warns that it will read such a list as a tensor index."""
+    size = t.size(dim)
+    diff = size - target_size
+    if diff <= 0:
+        return t
+    start = np.random.randint(0, diff + 1)
+    return t.narrow(dim, start, target_size)
 
 
 _report_registered = False

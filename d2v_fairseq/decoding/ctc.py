@@ -73,6 +73,13 @@ def _flashlight():
     return decoder, dictionary
 
 
+def kenlm_class():
+    """flashlight-text's KenLM, from its own module (the decoder package's name for it is deprecated)."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+
+    return KenLM
+
+
 def _need_file(path: Optional[str], what: str) -> str:
     if not path:
         raise DecodingInputError(f"{what} is required for this decoder")
@@ -167,7 +174,7 @@ class LexiconBeamDecoder(_FlashlightDecoder):
         super().__init__(symbols, blank, silence, options)
         lexicon = read_lexicon(lexicon_path, self.symbols)
         self.word_dict = self._dictionary(list(lexicon) + ["<unk>"])
-        self.lm = self.fl.KenLM(_check_arpa(lm_path), self.word_dict)
+        self.lm = kenlm_class()(_check_arpa(lm_path), self.word_dict)
         index = {s: i for i, s in enumerate(self.symbols)}
         self.trie = self.fl.Trie(len(self.symbols), silence)
         start = self.lm.start(False)
@@ -191,7 +198,7 @@ class LexiconFreeBeamDecoder(_FlashlightDecoder):
     def __init__(self, symbols, blank, silence, lm_path, options: DecoderOptions = DecoderOptions()):
         super().__init__(symbols, blank, silence, options)
         self.token_dict = self._dictionary(self.symbols)
-        self.lm = self.fl.KenLM(_check_arpa(lm_path), self.token_dict)
+        self.lm = kenlm_class()(_check_arpa(lm_path), self.token_dict)
         opts = self._options(self.fl.LexiconFreeDecoderOptions)
         self.decoder = self.fl.LexiconFreeDecoder(opts, self.lm, silence, blank, [])
 

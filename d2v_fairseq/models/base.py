@@ -25,10 +25,10 @@ from fairseq.models import BaseFairseqModel
 from torch import nn
 
 from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY, EMATeacher, TeacherOwner
+from ..modules.errors import ModelConfigError
 from ..modules.regression import checked_loss_scale, feature_std, regression_loss
 from ..modules.targets import build_targets, check_top_k, target_norms
 from .config import Data2VecSharedConfig
-from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,17 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
 from ..modules.ema import EMA_KEY, EMATeacher, TeacherOwner
+from ..modules.errors import ModelConfigError
 from ..modules.multi_layers import Block, run_alibi_blocks, scaled_bias
-from ..modules.regression import check_collapse, checked_loss_scale, feature_std, regression_loss
+from ..modules.regression import (
+    check_collapse,
+    checked_loss_scale,
+    feature_std,
+    regression_loss,
+)
 from ..modules.targets import build_targets, check_top_k, target_norms
 from .multi_config import Data2VecMultiConfig, Modality
 from .multi_encoders import ENCODERS, MaskSeeds, ModalityEncoder, view_without
-from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -22,16 +22,19 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.models import register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
-from fairseq.models.transformer.transformer_config import DecoderConfig, EncDecBaseConfig
+from fairseq.models.transformer.transformer_config import (
+    DecoderConfig,
+    EncDecBaseConfig,
+)
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..modules.ema import EMA_KEY, LEGACY_UPDATES_KEY
+from ..modules.errors import ModelConfigError
 from ..modules.transformer import run_time_major_layers, zero_padding
 from .base import Data2VecModel
 from .config import Data2VecSharedConfig, shared_default
-from ..modules.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 

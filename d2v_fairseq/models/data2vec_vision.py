@@ -20,12 +20,12 @@ from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import open_dict
 from torch import nn
 
+from ..modules.errors import ModelConfigError
 from ..modules.masking import block_mask
 from ..modules.vit import LAYER_NORM_EPS, PatchEmbed, VisionTransformer
-from .pretrained import PretrainedEncoderConfig, pretrained_for_finetuning
 from .base import Data2VecModel
 from .config import TARGET_FEATURE_CHOICES, Data2VecSharedConfig, shared_default
-from ..modules.errors import ModelConfigError
+from .pretrained import PretrainedEncoderConfig, pretrained_for_finetuning
 
 logger = logging.getLogger(__name__)
 

@@ -19,20 +19,42 @@ from typing import Dict, NamedTuple, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fairseq.data.data_utils import compute_block_mask_1d, compute_block_mask_2d, compute_mask_indices
+from fairseq.data.data_utils import (
+    compute_block_mask_1d,
+    compute_block_mask_2d,
+    compute_mask_indices,
+)
 from fairseq.models.wav2vec import ConvFeatureExtractionModel
-from fairseq.modules import FairseqDropout, GradMultiply, LayerNorm, PositionalEmbedding, TransposeLast
+from fairseq.modules import (
+    FairseqDropout,
+    GradMultiply,
+    LayerNorm,
+    PositionalEmbedding,
+    TransposeLast,
+)
 from torch import nn
 
-from ..modules.conv_frontend import parse_conv_spec
 from ..modules.alibi import alibi_bias
-from ..modules.multi_layers import (BlockEncoder, ConvDecoder, conv_stage, keep_bias, keep_rows,
-                                    sincos_positions_2d)
+from ..modules.conv_frontend import parse_conv_spec
+from ..modules.errors import ModelConfigError
 from ..modules.masking import channel_mask
+from ..modules.multi_layers import (
+    BlockEncoder,
+    ConvDecoder,
+    conv_stage,
+    keep_bias,
+    keep_rows,
+    sincos_positions_2d,
+)
 from ..modules.seeding import row_ids, seeded_int, seeded_rng
 from ..modules.vit import PatchEmbed
-from .multi_config import D2vAudioConfig, D2vImageConfig, D2vModalityConfig, D2vTextConfig, Modality
-from ..modules.errors import ModelConfigError
+from .multi_config import (
+    D2vAudioConfig,
+    D2vImageConfig,
+    D2vModalityConfig,
+    D2vTextConfig,
+    Modality,
+)
 
 
 class MaskInfo(NamedTuple):

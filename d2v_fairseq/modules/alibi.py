@@ -7,6 +7,7 @@ import math
 from typing import List
 
 import torch
+
 from .errors import ModelConfigError
 
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from fairseq.modules import LayerNorm, SamePad, SamePad2d, TransposeLast
 from torch import nn
 
-from .vit import DropPath
 from .errors import ModelConfigError
+from .vit import DropPath
 
 
 def padding_bias(padding_mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:

@@ -3,6 +3,7 @@
 from typing import Optional
 
 import torch
+
 from .errors import ModelConfigError
 
 POOLING = ("lin_softmax", "mean", "max")

@@ -8,6 +8,7 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+
 from .errors import ModelConfigError
 
 LAYER_NORMS = ("none", "instance", "layer", "batch", "group")

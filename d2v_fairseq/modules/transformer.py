@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .errors import ModelConfigError
 
 TARGET_FEATURES = ("ffn", "ffn-residual", "attn", "block")
@@ -105,7 +106,9 @@ def run_time_major_layers(
         attn_mask = attn_bias if attn_mask is None else attn_bias + attn_mask
         padding_mask = None
     if attn_mask is not None:
-        attn_mask = attn_mask.to(x.dtype)
+        # beside a boolean key_padding_mask, the window as a boolean mask too (True: not attended;
+        # torch deprecates mixing the two types), else additive in the input's dtype
+        attn_mask = attn_mask.to(x.dtype) if padding_mask is None else torch.isinf(attn_mask)
     captured: List[torch.Tensor] = []
     for layer in layers:
         if layers.training and layerdrop > 0 and torch.rand(()) < layerdrop:

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .errors import ModelConfigError
 
 LAYER_NORM_EPS = 1e-6

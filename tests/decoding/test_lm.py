@@ -31,7 +31,7 @@ def test_probabilities_match_a_hand_computation():
 
 
 def test_arpa_loads_in_kenlm_with_the_same_scores(tmp_path):
-    decoder = pytest.importorskip("flashlight.lib.text.decoder")
+    kenlm_module = pytest.importorskip("flashlight.lib.text.decoder.kenlm")
     from flashlight.lib.text.dictionary import Dictionary
 
     lm = KneserNeyLM(CORPUS * 3 + [["A", "B", "C"]], order=3)
@@ -40,7 +40,7 @@ def test_arpa_loads_in_kenlm_with_the_same_scores(tmp_path):
     words = Dictionary()
     for w in ["<unk>", "A", "B", "C"]:
         words.add_entry(w)
-    kenlm = decoder.KenLM(str(path), words)
+    kenlm = kenlm_module.KenLM(str(path), words)
     state = kenlm.start(False)
     history = ["<s>"]
     for word in ["A", "C", "B", "A"]:
