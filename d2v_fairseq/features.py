@@ -1,41 +1,38 @@
-"""Representations out of any checkpoint, to files (``d2v features CKPT INPUT OUT``).
+"""Representations out of any checkpoint, to files (``d2v features CKPT INPUT OUT``), streamed.
 
 INPUT: speech, a fairseq manifest (``.tsv`` whose first line is the audio root), a corpus table
-(``.tsv``/``.csv`` with a ``path`` column), a folder of audio files, a list of audio paths (one per
-line) or one audio file, at any rate and channel count (read as 16 kHz mono, normalized as the
-checkpoint's task says); text, a UTF-8 file of one item per line; images, a folder of image files
-or an image manifest.
+(``.tsv``/``.csv`` with a ``path`` column), a folder of audio files (searched recursively), a list
+of audio paths (one per line) or one audio file, at any rate and channel count (read as 16 kHz
+mono, normalized as the checkpoint's task says); text, a UTF-8 file of one item per line; images,
+a folder of image files or an image manifest. Item ids are paths under the input's root
+(:mod:`.data.inputs`): ``a/x.wav`` and ``b/x.wav`` never overwrite each other.
 
-OUT: one ``ITEM.npy`` per item, shaped (layers, T, C) or, pooled, (layers, C), and ``index.tsv``
-(item id, source, frames); or ``fmt="hubert"``: the dump fairseq's
-``examples/hubert/simple_kmeans`` reads, ``{split}_0_1.npy`` (all frames of one layer, (N, C)) and
-``{split}_0_1.len`` (frames per item). Items are batched by length; features are fp32.
+OUT: one ``ID.npy`` per item (``OUT/a/x.wav.npy``), shaped (layers, T, C) or, pooled, (layers, C),
+and ``index.tsv`` (id, source, frames); or ``fmt="hubert"``: the dump fairseq's
+``examples/hubert/simple_kmeans`` reads, ``{split}_{rank}_{nshard}.npy`` (all frames of one
+layer, (N, C), in input order) and ``.len`` (frames per item). ``shard="I/N"`` takes the
+contiguous share I of N of the inputs, as simple_kmeans splits a manifest (rank I, nshard N).
+
+Streamed: items are read a window at a time and batched by length (:func:`.inference.stream_batches`),
+so memory holds a window, not the corpus. Each batch's files are written whole (``.tmp``, fsync,
+rename) before its ``index.tsv`` lines are appended and synced; the hubert dump grows by whole
+windows, its ``.len`` last. The same command again skips what is complete. Features are fp32.
 """
 
-import csv
 import os
-import re
+import struct
+import sys
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .data.corpus import AUDIO_EXTENSIONS
+from .checkpoints import fsync_dir
+from .data.inputs import IMAGE_EXTENSIONS, Item, find_items, parse_shard, shard_range  # noqa: F401
 from .hub import Representations, input_lengths, load
+from .inference import AppendLog, stream_batches, warn_unreadable, write_failures
 from .modules.errors import InputError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-@dataclass
-class Item:
-    """One input: its id (the output file's stem), where it came from and how to read it."""
-    id: str
-    source: str  # a path, or "FILE:LINE" for a line of text
-    value: object = None  # the text of a line; None for files
-
 
 def parse_layers(spec: str, num_layers: int) -> List[int]:
     """``all`` | ``last`` | ``N[,M...]`` -> layer indices (0: the blocks' input, i: block i)."""
@@ -55,44 +52,7 @@ def parse_layers(spec: str, num_layers: int) -> List[int]:
 
 def read_items(source: str, modality: str) -> List[Item]:
     """The items of INPUT for ``modality`` (see the module docstring), in input order."""
-    if not os.path.exists(source):
-        raise InputError("no such file or folder", path=source)
-    if modality == "text":
-        with open(source, encoding="utf-8") as f:
-            return [Item(f"{n:06d}", f"{source}:{n}", line.rstrip("\n")) for n, line in enumerate(f, start=1)]
-    extensions = AUDIO_EXTENSIONS if modality == "speech" else IMAGE_EXTENSIONS
-    if os.path.isdir(source):
-        paths = sorted(os.path.join(root, name) for root, _, files in os.walk(source) for name in files
-                       if name.lower().endswith(extensions))
-        if not paths:
-            raise InputError(f"no {modality} files ({', '.join(extensions)})", path=source)
-        return [Item(_stem(p, source), p) for p in paths]
-    if source.lower().endswith(extensions):
-        return [Item(_stem(source, os.path.dirname(source)), source)]
-    with open(source, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if not lines:
-        raise InputError("empty input list", path=source)
-    first = lines[0]
-    if os.path.isdir(first.split("\t")[0]):  # a manifest: root, then relative paths
-        root = first.split("\t")[0]
-        paths = [os.path.join(root, line.split("\t")[0]) for line in lines[1:] if line]
-    elif "path" in re.split(r"[\t,]", first):  # a corpus table
-        delimiter = "," if source.lower().endswith(".csv") else "\t"
-        with open(source, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter=delimiter))
-        base = os.path.dirname(os.path.abspath(source))
-        paths = [os.path.join(base, r["path"]) for r in rows]
-    else:  # a list of paths
-        paths = [line.strip() for line in lines if line.strip()]
-    common = os.path.commonpath([os.path.abspath(p) for p in paths]) if len(paths) > 1 else os.path.dirname(paths[0])
-    return [Item(_stem(os.path.abspath(p), common), p) for p in paths]
-
-
-def _stem(path: str, root: str) -> str:
-    """A file-name-safe id for ``path`` (relative to ``root``, folders joined by ``__``)."""
-    rel = os.path.relpath(path, root) if root else path
-    return re.sub(r"[^\w.-]+", "_", os.path.splitext(rel)[0].replace(os.sep, "__")).strip("_")
+    return find_items([source], modality)
 
 
 def load_value(reps: Representations, item: Item):
@@ -106,70 +66,168 @@ def load_value(reps: Representations, item: Item):
     return item.source
 
 
-def batches(reps: Representations, items: Sequence[Item], max_tokens: int, max_items: int):
-    """(items, raw values) in batches of similar length: at most ``max_tokens`` padded input
-    units (samples or tokens) and ``max_items`` items per batch."""
-    values = [load_value(reps, item) for item in items]
-    sizes = [len(v) if reps.modality != "image" else 1 for v in values]
-    order = sorted(range(len(items)), key=lambda i: -sizes[i])
-    batch: List[int] = []
-    for i in order:
-        if batch and (len(batch) + 1 > max_items or (len(batch) + 1) * sizes[batch[0]] > max_tokens):
-            yield [items[j] for j in batch], [values[j] for j in batch]
-            batch = []
-        batch.append(i)
-    if batch:
-        yield [items[j] for j in batch], [values[j] for j in batch]
+def value_size(reps: Representations, value) -> int:
+    """A raw input's length in input units (samples, tokens; 1 for an image)."""
+    return len(value) if reps.modality != "image" else 1
+
+
+def batches(reps: Representations, items: Sequence[Item], max_tokens: int, max_items: int, on_error=None):
+    """(items, raw values) in batches of similar length (at most ``max_tokens`` padded input units
+    and ``max_items`` items), read a window at a time (:func:`.inference.stream_batches`)."""
+    for batch in stream_batches(items, lambda item: load_value(reps, item), lambda v: value_size(reps, v),
+                                max_tokens, max_items, on_error=on_error):
+        yield [item for item, _ in batch], [value for _, value in batch]
+
+
+NPY_HEADER = 128  # bytes: room for any (rows, dim) shape, so the header is rewritten in place as the dump grows
+
+
+def _npy_header(rows: int, dim: int) -> bytes:
+    """A .npy (version 1.0) header of a float32 (rows, dim) array, padded to NPY_HEADER bytes."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    text = text.ljust(NPY_HEADER - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+class HubertDump:
+    """``{split}_{rank}_{nshard}.npy`` / ``.len`` of one shard, grown by whole windows in input
+    order (see the module docstring); ``done``: the items already in it (a re-run skips them)."""
+
+    def __init__(self, out_dir: str, split: str, rank: int, nshard: int):
+        self.npy = os.path.join(out_dir, f"{split}_{rank}_{nshard}.npy")
+        self.lengths = AppendLog(os.path.join(out_dir, f"{split}_{rank}_{nshard}.len"), key=str)
+        self.done = 0
+        self.dim: Optional[int] = None
+        frames = 0
+        with open(self.lengths.path, encoding="utf-8") as f:
+            counts = [int(line) for line in f if line.strip()]
+        self.done, frames = len(counts), sum(counts)
+        if self.done and os.path.isfile(self.npy):
+            with open(self.npy, "rb") as f:
+                header = f.read(NPY_HEADER)
+            self.dim = int(header.decode("latin1").split("'shape': (")[1].split(")")[0].split(",")[1])
+            with open(self.npy, "r+b") as f:  # what a kill left past the last whole window goes
+                f.truncate(NPY_HEADER + frames * self.dim * 4)
+                f.seek(0)
+                f.write(_npy_header(frames, self.dim))
+                f.flush()
+                os.fsync(f.fileno())
+        elif self.done:
+            raise InputError(f"{self.lengths.path} lists {self.done} items but {self.npy} is missing: remove both "
+                             "to dump this shard again")
+        self.frames = frames
+
+    def append(self, features: Sequence[np.ndarray]) -> None:
+        """Appends the (T_i, C) features of the next items, in input order."""
+        if not features:
+            return
+        if self.dim is None:
+            self.dim = int(features[0].shape[1])
+            with open(self.npy, "wb") as f:
+                f.write(_npy_header(0, self.dim))
+        with open(self.npy, "r+b") as f:
+            f.seek(NPY_HEADER + self.frames * self.dim * 4)
+            for feats in features:
+                f.write(np.ascontiguousarray(feats, dtype="<f4").tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+            self.frames += sum(len(feats) for feats in features)
+            f.seek(0)
+            f.write(_npy_header(self.frames, self.dim))
+            f.flush()
+            os.fsync(f.fileno())
+        self.lengths.append([str(len(feats)) for feats in features])  # last: the items are whole now
+        self.done += len(features)
+
+    def close(self) -> None:
+        self.lengths.close()
+
+
+def _save_whole(array: np.ndarray, path: str) -> None:
+    """``np.save`` to ``path`` whole or not at all (``.tmp``, fsync, rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
 
 
 def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", pool: str = "none",
             fmt: str = "npy", split: str = "train", max_tokens: int = 1_600_000, max_items: int = 64,
-            device: str = "cpu", sp_model: Optional[str] = None,
-            progress: Optional[Callable[[int], None]] = None, data_dir: Optional[str] = None) -> Dict:
-    """Writes the features of every item of ``source`` (see the module docstring); returns
-    {"items", "frames", "seconds", "items_per_s", "audio_s_per_s" (speech), "layers"}."""
+            device: str = "cpu", sp_model: Optional[str] = None, progress: bool = False,
+            data_dir: Optional[str] = None, shard: Optional[str] = None) -> Dict:
+    """Writes the features of every item of ``source`` (its ``shard``, ``I/N``; see the module
+    docstring); returns {"items" (written now), "skipped" (complete before), "failed", "frames",
+    "seconds", "items_per_s", "audio_s_per_s" (speech), "layers"}."""
     if pool not in ("none", "mean"):
         raise InputError(f"--pool {pool!r}: expected none or mean")
     if fmt not in ("npy", "hubert"):
         raise InputError(f"--format {fmt!r}: expected npy or hubert")
+    rank, nshard = parse_shard(shard)
     reps = load(checkpoint, sp_model=sp_model, data_dir=data_dir)
     reps.encoder.to(device)
     chosen = parse_layers(layers, reps.num_layers)
     if fmt == "hubert" and (len(chosen) != 1 or pool != "none"):
         raise InputError("--format hubert takes one layer (--layers N) and no pooling")
     items = read_items(source, reps.modality)
+    start, end = shard_range(len(items), rank, nshard)
+    items = items[start:end]
     os.makedirs(out_dir, exist_ok=True)
-    start, audio_samples, frames_total = time.perf_counter(), 0, 0
-    index, hubert_parts, hubert_lengths = {}, {}, {}
-    for batch_items, values in batches(reps, items, max_tokens, max_items):
-        inputs, padding = reps.batch(values)
-        states, out_padding = reps.hidden_states(inputs.to(device), None if padding is None else padding.to(device))
-        stacked = torch.stack([states[i] for i in chosen], 1).cpu()  # (B, layers, T, C)
-        lengths = reps.output_lengths(input_lengths(inputs, padding))
-        for item, value, feats, n in zip(batch_items, values, stacked, lengths, strict=True):
-            feats = feats[:, :n]  # (layers, T, C): this item's frames only
-            if reps.modality == "speech":
-                audio_samples += len(value)
-            frames_total += n
+    if fmt == "hubert":
+        dump = HubertDump(out_dir, split, rank, nshard)
+        todo, written = items[dump.done:], None
+    else:
+        name = "index.tsv" if nshard == 1 else f"index_{rank}_{nshard}.tsv"
+        written = AppendLog(os.path.join(out_dir, name), key=lambda line: line.split("\t", 1)[0])
+        if not written.done:
+            written.append(["id\tsource\tframes"])
+        todo = [item for item in items if not (item.id in written.done
+                                               and os.path.isfile(os.path.join(out_dir, item.id + ".npy")))]
+    failures: List = []
+    on_error = None if fmt == "hubert" else warn_unreadable(failures)  # a hubert dump lines up with its input
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="item", desc="features", disable=not progress, file=sys.stderr)
+    began, audio_samples, frames_total, done = time.perf_counter(), 0, 0, 0
+    try:
+        # hubert: whole windows in input order; npy: any order, a batch at a time
+        window = 4 * max_items
+        for first in range(0, len(todo), window):
+            part = todo[first:first + window]
+            found: Dict[str, np.ndarray] = {}
+            for batch_items, values in batches(reps, part, max_tokens, max_items, on_error):
+                inputs, padding = reps.batch(values)
+                states, _ = reps.hidden_states(inputs.to(device), None if padding is None else padding.to(device))
+                stacked = torch.stack([states[i] for i in chosen], 1).cpu()  # (B, layers, T, C)
+                lengths = reps.output_lengths(input_lengths(inputs, padding))
+                lines = []
+                for item, value, feats, n in zip(batch_items, values, stacked, lengths, strict=True):
+                    feats = feats[:, :n]  # (layers, T, C): this item's frames only
+                    audio_samples += len(value) if reps.modality == "speech" else 0
+                    frames_total += n
+                    if fmt == "hubert":
+                        found[item.id] = feats[0].numpy()
+                        continue
+                    out = feats.mean(1) if pool == "mean" else feats  # (layers, C) or (layers, T, C)
+                    _save_whole(out.numpy().astype(np.float32), os.path.join(out_dir, item.id + ".npy"))
+                    lines.append(f"{item.id}\t{item.source}\t{n}")
+                if written is not None:
+                    fsync_dir(out_dir)
+                    written.append(lines)
+                done += len(batch_items)
+                bar.update(len(batch_items))
             if fmt == "hubert":
-                hubert_parts[item.id], hubert_lengths[item.id] = feats[0].numpy(), n
-            else:
-                out = feats.mean(1) if pool == "mean" else feats  # (layers, C) or (layers, T, C)
-                np.save(os.path.join(out_dir, f"{item.id}.npy"), out.numpy().astype(np.float32))
-            index[item.id] = (item.source, n)
-        if progress:
-            progress(len(batch_items))
-    seconds = time.perf_counter() - start
-    if fmt == "hubert":  # input order, as simple_kmeans pairs them with its manifest
-        np.save(os.path.join(out_dir, f"{split}_0_1.npy"),
-                np.concatenate([hubert_parts[item.id] for item in items]).astype(np.float32))
-        with open(os.path.join(out_dir, f"{split}_0_1.len"), "w") as f:
-            f.write("".join(f"{hubert_lengths[item.id]}\n" for item in items))
-    with open(os.path.join(out_dir, "index.tsv"), "w", encoding="utf-8") as f:
-        f.write("id\tsource\tframes\n" + "".join(f"{item.id}\t{index[item.id][0]}\t{index[item.id][1]}\n"
-                                                 for item in items))
-    summary = {"items": len(items), "frames": frames_total, "seconds": seconds, "layers": chosen,
-               "items_per_s": len(items) / max(seconds, 1e-9), "modality": reps.modality}
+                dump.append([found[item.id] for item in part])
+    finally:
+        bar.close()
+        (dump if fmt == "hubert" else written).close()
+    if fmt != "hubert":
+        write_failures(os.path.join(out_dir, "failed.tsv"), failures)
+    seconds = time.perf_counter() - began
+    summary = {"items": done, "skipped": len(items) - len(todo), "failed": failures, "frames": frames_total,
+               "seconds": seconds, "layers": chosen, "items_per_s": done / max(seconds, 1e-9),
+               "modality": reps.modality}
     if reps.modality == "speech":
         summary["audio_s_per_s"] = audio_samples / 16000 / max(seconds, 1e-9)
     return summary

@@ -142,8 +142,11 @@ class Transcriber:
         self.decoder = build_decoder(self.task.cfg, self.task.target_dictionary)
 
     def emissions(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-        """Log-probabilities per utterance, each (T_b, V), from waveforms (B, S)."""
-        return ctc_emissions(self.model, source, padding_mask)
+        """Log-probabilities per utterance, each (T_b, V) on the CPU, from waveforms (B, S) (moved to
+        the model's device)."""
+        device = next(self.model.parameters()).device
+        padding_mask = None if padding_mask is None else padding_mask.to(device)
+        return [e.cpu() for e in ctc_emissions(self.model, source.to(device), padding_mask)]
 
     def text(self, hypo: Dict) -> str:
         """A hypothesis as words: the decoder's words, else its letters post-processed."""
@@ -181,6 +184,20 @@ class Transcriber:
             kept.append(e[(keep_start - read_start) // rate:None if last else (keep_end - read_start) // rate])
         return torch.cat(kept)
 
+    def batch_emissions(self, waveforms: Sequence) -> List[torch.Tensor]:
+        """Emissions (T_i, V) of several 16 kHz mono recordings in one forward pass (each normalized
+        alone when the task normalizes, then padded)."""
+        rows = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in waveforms]
+        if self.normalize:
+            rows = [F.layer_norm(r, r.shape) for r in rows]
+        longest = max(r.numel() for r in rows)
+        source = torch.zeros(len(rows), longest)
+        padding = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            source[i, :r.numel()] = r
+            padding[i, r.numel():] = True  # (B, S): True at the padded samples
+        return self.emissions(source, padding if bool(padding.any()) else None)
+
     def transcribe(self, waveform, window: float = 30.0, context: float = 2.5) -> str:
         """One 16 kHz mono recording (1-D array or tensor), any length -> text."""
         return self.text(self.decoder.decode(self.recording_emissions(waveform, window, context)))
@@ -188,7 +205,11 @@ class Transcriber:
     def timed(self, waveform, window: float = 30.0, context: float = 2.5) -> "Transcript":
         """One recording -> its text and its words with start and end seconds (from the
         decoder's frame alignment)."""
-        hypo = self.decoder.decode(self.recording_emissions(waveform, window, context))
+        return self.timed_from(self.recording_emissions(waveform, window, context))
+
+    def timed_from(self, emissions: torch.Tensor) -> "Transcript":
+        """A recording's emissions (T, V) -> its text and timed words."""
+        hypo = self.decoder.decode(emissions)
         if hypo.get("frames") is None:
             raise InputError("this decoder returned no frame alignment: word timings need one (use the viterbi "
                              "decoder)", path="--timestamps")

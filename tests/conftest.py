@@ -152,3 +152,27 @@ def rte_bin(text_corpus, tmp_path_factory):
     write_rte(root, {"train": rte_lines(48), "dev": rte_lines(16, offset=1)})
     return prepare_task(str(root), str(root / "out"), "RTE", os.path.join(text_corpus, "sentencepiece.bpe.model"),
                         os.path.join(text_corpus, "dict.txt"))
+
+
+@pytest.fixture(scope="session")
+def finetuned(demo_corpus, tmp_path_factory):
+    """A tiny CTC model of the demo corpus (15 pre-training, 20 fine-tuning updates), its LM and
+    lexicon: the folder holding ft/checkpoint_best.pt, lm.arpa and lexicon.txt."""
+    from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
+
+    work = tmp_path_factory.mktemp("ft")
+    run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/pretraining",
+             "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq", f"task.data={demo_corpus}",
+             f"checkpoint.save_dir={work}/pre", "optimization.max_update=15", "dataset.disable_validation=true",
+             "model.encoder_layers=2", "model.average_top_k_layers=2"], cwd=work)
+    ft = run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/finetuning",
+             "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq/", f"task.data={demo_corpus}",
+             f"model.w2v_path={work}/pre/checkpoint_last.pt", f"checkpoint.save_dir={work}/ft",
+             "optimization.max_update=20", "dataset.validate_interval_updates=10", "checkpoint.save_interval_updates=10",
+             "model.freeze_finetune_updates=5"],
+            cwd=work)
+    (work / "ft.log").write_text(ft.stdout + ft.stderr)
+    sentences = read_sentences(os.path.join(demo_corpus, "lm.txt"))
+    KneserNeyLM(sentences, order=3).write_arpa(str(work / "lm.arpa"))
+    write_lexicon((w for s in sentences for w in s), str(work / "lexicon.txt"))
+    return work

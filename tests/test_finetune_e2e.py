@@ -12,33 +12,12 @@ import soundfile as sf
 import torch
 
 from d2v_fairseq.data.manifest import ManifestError
-from d2v_fairseq.decoding.lm import KneserNeyLM, read_sentences, write_lexicon
 from d2v_fairseq.hub import Transcriber
 
 from .conftest import REPO, VENV_BIN, run_cli, setup_task
 from .helpers.fairseq2022 import finetuned_cfg_as_2022, pretrained_cfg_as_2022
 
 pytestmark = pytest.mark.slow  # end to end: training runs
-
-
-@pytest.fixture(scope="module")
-def finetuned(demo_corpus, tmp_path_factory):
-    work = tmp_path_factory.mktemp("ft")
-    run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/pretraining",
-             "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq", f"task.data={demo_corpus}",
-             f"checkpoint.save_dir={work}/pre", "optimization.max_update=15", "dataset.disable_validation=true",
-             "model.encoder_layers=2", "model.average_top_k_layers=2"], cwd=work)
-    ft = run_cli([os.path.join(VENV_BIN, "fairseq-hydra-train"), "--config-dir", f"{REPO}/examples/audio/finetuning",
-             "--config-name", "tiny_cpu", f"common.user_dir={REPO}/d2v_fairseq/", f"task.data={demo_corpus}",
-             f"model.w2v_path={work}/pre/checkpoint_last.pt", f"checkpoint.save_dir={work}/ft",
-             "optimization.max_update=20", "dataset.validate_interval_updates=10", "checkpoint.save_interval_updates=10",
-             "model.freeze_finetune_updates=5"],
-            cwd=work)
-    (work / "ft.log").write_text(ft.stdout + ft.stderr)
-    sentences = read_sentences(os.path.join(demo_corpus, "lm.txt"))
-    KneserNeyLM(sentences, order=3).write_arpa(str(work / "lm.arpa"))
-    write_lexicon((w for s in sentences for w in s), str(work / "lexicon.txt"))
-    return work
 
 
 def generate(corpus, work, *decoder_args):

@@ -19,7 +19,7 @@ LAYERS = {
     "models": 2,
     "criterions": 3,
     "tasks": 4,
-    "hub": 5, "evaluation": 5, "launch": 5, "checkpoints": 5, "training_rules": 5,
+    "hub": 5, "evaluation": 5, "launch": 5, "checkpoints": 5, "training_rules": 5, "inference": 5, "transcription": 5,
     "slurm": 5, "features": 5, "probe": 5,
     "interop": 6,
     "demos": 7,

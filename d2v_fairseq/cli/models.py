@@ -3,7 +3,7 @@
 import argparse
 import json
 import logging
-import os
+import sys
 
 
 def add_decoder_options(p: argparse.ArgumentParser, default_decoder: str = "viterbi") -> None:
@@ -28,13 +28,24 @@ def decoder_args(args: argparse.Namespace) -> dict:
 
 def register(sub) -> None:
     """Adds the checkpoint commands to the ``d2v`` subparsers ``sub``."""
-    p = sub.add_parser("transcribe", help="transcribe audio files with a CTC fine-tuned checkpoint",
-                       description="Prints FILE<TAB>TRANSCRIPT per audio file (any rate and channels; "
-                       "read as 16 kHz mono; any length: longer than --window, it is read in overlapping "
-                       "windows). --timestamps json prints one JSON line per file with each word's start and "
-                       "end; --timestamps srt writes FILE.srt subtitles into --output-dir.")
+    p = sub.add_parser("transcribe", help="transcribe audio files, folders or manifests with a CTC fine-tuned checkpoint",
+                       description="Prints FILE<TAB>TRANSCRIPT per recording (any rate and channels; read as 16 kHz "
+                       "mono; any length: longer than --window, it is read in overlapping windows). --output FILE "
+                       "writes those lines to FILE instead, batched by length, appended and synced per batch: the same "
+                       "command again continues where a killed run stopped; unreadable recordings are named and "
+                       "skipped (listed in FILE.failed.tsv). --timestamps json gives one JSON line per recording with "
+                       "each word's start and end; --timestamps srt writes FILE.srt subtitles into --output-dir.")
     p.add_argument("checkpoint", help="a CTC fine-tuned checkpoint (checkpoint_best.pt)")
-    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, ...), folders (searched recursively) "
+                   "and fairseq manifests")
+    p.add_argument("--output", help="write PATH<TAB>TRANSCRIPT lines (JSON lines with --timestamps json) to this file, "
+                   "resumable; without it, lines go to stdout")
+    p.add_argument("--shard", help="--output: transcribe only shard I of N (I/N, from 0): a contiguous share of the "
+                   "inputs in their order, as fairseq's simple_kmeans splits a manifest")
+    p.add_argument("--max-tokens", type=int, default=4_800_000, help="--output: padded samples per batch (default "
+                   "4.8M: 300 s of audio)")
+    p.add_argument("--batch-size", type=int, default=16, help="--output: recordings per batch at most")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--data", help="the fine-tuning data folder (its dict.ltr.txt), if it moved since fine-tuning")
     p.add_argument("--window", type=float, default=30.0, help="seconds read at once (default 30; 0: whole files)")
     p.add_argument("--context", type=float, default=2.5, help="seconds of overlap on each side of a window's "
@@ -77,12 +88,15 @@ def register(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint of the package or a released-format one")
     p.add_argument("input", help="speech: manifest, corpus table, folder, list of files or one file; text: a UTF-8 "
                    "file, one item per line; images: a folder or an image manifest")
-    p.add_argument("out_dir", help="where ITEM.npy (or the hubert dump) and index.tsv go")
+    p.add_argument("out_dir", help="where ID.npy (ID: the item's path under the input's root) and index.tsv go, or "
+                   "the hubert dump; the same command again skips what is complete")
     p.add_argument("--layers", default="all", help="all, last, or comma-separated layer numbers")
     p.add_argument("--pool", default="none", choices=["none", "mean"], help="mean over each item's valid frames")
     p.add_argument("--format", default="npy", choices=["npy", "hubert"],
                    help="npy: one (layers, T, C) file per item; hubert: fairseq's simple_kmeans dump (one layer)")
-    p.add_argument("--split", default="train", help="--format hubert: the dump's split name ({split}_0_1.npy)")
+    p.add_argument("--split", default="train", help="--format hubert: the dump's split name ({split}_{rank}_{nshard}.npy)")
+    p.add_argument("--shard", help="only shard I of N (I/N, from 0): a contiguous share of the inputs in their order, "
+                   "as fairseq's simple_kmeans splits a manifest (--format hubert writes {split}_I_N.npy/.len)")
     p.add_argument("--max-tokens", type=int, default=1_600_000, help="padded input units per batch (samples, tokens)")
     p.add_argument("--batch-size", type=int, default=64, help="items per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -123,26 +137,27 @@ def register(sub) -> None:
 
 
 def _transcribe(args: argparse.Namespace) -> None:
-    from ..data.audio import read_audio
     from ..hub import Transcriber
+    from ..modules.errors import InputError
 
-    from ..decoding.timing import to_json, to_srt
-
+    if args.output and args.timestamps == "srt":
+        raise InputError("--timestamps srt writes one subtitle file per recording; with --output use --timestamps json")
+    if args.shard and not args.output:
+        raise InputError("--shard needs --output (each shard writes its own file)")
     asr = Transcriber(args.checkpoint, data_dir=args.data, **decoder_args(args))
-    for path in args.audio:
-        audio = read_audio(path)
-        if not args.timestamps:
-            print(f"{path}\t{asr.transcribe(audio, args.window, args.context)}", flush=True)
-            continue
-        transcript = asr.timed(audio, args.window, args.context)
-        if args.timestamps == "json":
-            print(to_json(path, transcript.text, transcript.words), flush=True)
-            continue
-        os.makedirs(args.output_dir, exist_ok=True)
-        srt = os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + ".srt")
-        with open(srt, "w", encoding="utf-8") as f:
-            f.write(to_srt(transcript.words))
-        print(f"{path}\t{transcript.text}\t{srt}", flush=True)
+    asr.model.to(args.device)
+    if args.output:
+        from ..transcription import closing_lines, transcribe_corpus
+
+        summary = transcribe_corpus(asr, args.audio, args.output, max_tokens=args.max_tokens,
+                                    batch_size=args.batch_size, window=args.window, context=args.context,
+                                    timestamps=args.timestamps, shard=args.shard)
+        for line in closing_lines(summary, args.output):
+            print(line, file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
+        return
+    from ..transcription import transcribe_to_stdout
+
+    transcribe_to_stdout(asr, args.audio, args.window, args.context, args.timestamps, args.output_dir)
 
 
 def _tune_lm(args: argparse.Namespace) -> None:
@@ -174,17 +189,18 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _features(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from ..features import extract
 
-    with tqdm(desc="features", unit="item", leave=False, disable=None) as bar:  # a bar on a terminal only
-        summary = extract(args.checkpoint, args.input, args.out_dir, args.layers, args.pool, args.format, args.split,
-                          args.max_tokens, args.batch_size, args.device, args.sp_model, progress=bar.update,
-                          data_dir=args.data)
+    summary = extract(args.checkpoint, args.input, args.out_dir, args.layers, args.pool, args.format, args.split,
+                      args.max_tokens, args.batch_size, args.device, args.sp_model, progress=True,
+                      data_dir=args.data, shard=args.shard)
+    for source, reason in summary["failed"]:
+        print(f"WARNING: {source}: no features: {reason}", file=sys.stderr, flush=True)
     rate = f", {summary['audio_s_per_s']:.1f} audio s/s" if "audio_s_per_s" in summary else ""
-    print(f"{summary['items']} items, {summary['frames']} frames, layers {summary['layers']} -> {args.out_dir} "
-          f"({summary['seconds']:.1f} s: {summary['items_per_s']:.1f} items/s{rate})")
+    failed = f", {len(summary['failed'])} unreadable (listed in failed.tsv)" if summary["failed"] else ""
+    print(f"{summary['items']} items, {summary['skipped']} already complete{failed}; {summary['frames']} frames, "
+          f"layers {summary['layers']} -> {args.out_dir} ({summary['seconds']:.1f} s: "
+          f"{summary['items_per_s']:.1f} items/s{rate})")
 
 
 def _probe(args: argparse.Namespace) -> None:

@@ -7,6 +7,8 @@ PYTHONPATH starts with this folder; inert unless one of these variables is set:
   matches GLOB: after the data of a write (or a link's temporary name) is complete, before it
   takes its name. ``checkpoint_*_*.pt`` lands inside a checkpoint write, ``checkpoint_last.pt``
   between the links of a save.
+* ``D2V_TEST_KILL_AFTER_FSYNC=N``: SIGKILL right after the N-th ``os.fsync`` (an output file
+  appended and synced per batch: the kill lands between two batches).
 * ``D2V_TEST_NAN_AT_UPDATE=N``: the gradient norm of update N is NaN (fairseq then raises its
   ``FloatingPointError``, as it does for a diverging loss).
 
@@ -38,6 +40,18 @@ def _kill_before_replace(spec: str) -> None:
     os.replace = replace
 
 
+def _kill_after_fsync(nth: int) -> None:
+    original, seen = os.fsync, [0]
+
+    def fsync(fd):
+        original(fd)
+        seen[0] += 1
+        if seen[0] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.fsync = fsync
+
+
 def _nan_at_update(update: int) -> None:
     import torch
     from fairseq.trainer import Trainer
@@ -55,5 +69,7 @@ if os.environ.get("D2V_TEST_DEVICES"):
     _fake_devices(int(os.environ["D2V_TEST_DEVICES"]))
 if os.environ.get("D2V_TEST_KILL_BEFORE_REPLACE"):
     _kill_before_replace(os.environ["D2V_TEST_KILL_BEFORE_REPLACE"])
+if os.environ.get("D2V_TEST_KILL_AFTER_FSYNC"):
+    _kill_after_fsync(int(os.environ["D2V_TEST_KILL_AFTER_FSYNC"]))
 if os.environ.get("D2V_TEST_NAN_AT_UPDATE"):
     _nan_at_update(int(os.environ["D2V_TEST_NAN_AT_UPDATE"]))
