@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 
-import numpy as np
 import pytest
 import soundfile as sf
 
