@@ -20,11 +20,11 @@ from .helpers.fairseq2022 import finetuned_cfg_as_2022, pretrained_cfg_as_2022
 pytestmark = pytest.mark.slow  # end to end: training runs
 
 
-def generate(corpus, work, *decoder_args):
+def generate(corpus, work, *decoder_args, results="gen", max_tokens="1000000"):
     proc = run_cli([os.path.join(VENV_BIN, "fairseq-generate"), str(corpus), "--user-dir", f"{REPO}/d2v_fairseq",
                     "--task", "d2v_audio_ctc", "--path", f"{work}/ft/checkpoint_best.pt", "--gen-subset", "test",
                     "--scoring", "wer", "--post-process", "letter", "--labels", "ltr", "--cpu",
-                    "--results-path", f"{work}/gen", "--max-tokens", "1000000", *decoder_args], cwd=work)
+                    "--results-path", f"{work}/{results}", "--max-tokens", max_tokens, *decoder_args], cwd=work)
     return proc.stdout + proc.stderr
 
 
@@ -54,6 +54,31 @@ def test_fairseq_generate_prints_wer_and_rtf(demo_corpus, finetuned, decoder_arg
     results = open(finetuned / "gen" / "generate-test.txt").read()  # --results-path gets the WER line
     assert re.search(r"Generate test with beam=\d+: WER: [\d.]+", results)
     assert results.count("\nT-") + results.startswith("T-") == 8 and "H-" in results
+
+
+def hypotheses(path):
+    """{sample id: hypothesis} of a fairseq-generate results file."""
+    lines = [line.split("\t") for line in open(path, encoding="utf-8").read().splitlines() if line.startswith("H-")]
+    return {fields[0][2:]: fields[-1] for fields in lines}
+
+
+def test_fairseq_generate_in_two_shards_gives_the_one_shard_hypotheses(demo_corpus, finetuned):
+    lm = ["--decoder", "lexicon_beam", "--kenlm-model", f"{finetuned}/lm.arpa", "--lexicon",
+          f"{finetuned}/lexicon.txt", "--ctc-beam", "8", "--kenlm-weight", "1"]
+    for name, decoder in (("viterbi", ["--decoder", "viterbi"]), ("lm", lm)):
+        whole = generate(demo_corpus, finetuned, *decoder, results=f"whole-{name}", max_tokens="60000")
+        assert "Translated 8 sentences" in whole  # every test recording, in several batches
+        shards = [hypotheses(finetuned / f"whole-{name}" / "generate-test.txt")]
+        assert len(shards[0]) == 8
+        parts = {}
+        for shard in range(2):
+            # fairseq-generate shards its batches by the distributed world (not dataset.num_shards)
+            generate(demo_corpus, finetuned, *decoder, "--distributed-world-size", "2", "--distributed-rank", str(shard),
+                     results=f"shard{shard}-{name}", max_tokens="60000")
+            part = hypotheses(finetuned / f"shard{shard}-{name}" / "generate-test.txt")
+            assert part and not set(part) & set(parts), name  # each sample in one shard
+            parts.update(part)
+        assert parts == shards[0], name
 
 
 def test_transcribe_one_waveform_and_tune(demo_corpus, finetuned, capsys):

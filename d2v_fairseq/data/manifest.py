@@ -336,6 +336,21 @@ class LenientAudio(BaseWrapperDataset):
         if hasattr(dataset, "crop_to_max_size"):
             dataset.crop_to_max_size = crop_to_max_size
 
+    def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+        """fairseq's batches, plus the items its ``batch_by_size`` leaves out: with
+        ``required_batch_size_multiple`` > 1 (fairseq's default 8, fairseq-generate's too) it can
+        drop the last, smaller batch, and those recordings would be neither trained on nor
+        decoded. They come as batches of their own, within the same limits."""
+        from fairseq.data import data_utils
+
+        batches = list(self.dataset.batch_by_size(indices, max_tokens, max_sentences, required_batch_size_multiple))
+        batched = set(int(i) for batch in batches for i in batch)
+        missing = np.array([i for i in indices if int(i) not in batched], dtype=np.int64)
+        if len(missing):
+            batches += list(data_utils.batch_by_size(missing, self.num_tokens, max_tokens=max_tokens,
+                                                     max_sentences=max_sentences, required_batch_size_multiple=1))
+        return batches
+
     def __getitem__(self, index):
         if index in self.left_out:
             return {"id": index, "source": None}

@@ -145,3 +145,30 @@ def test_prepare_verify_names_every_bad_line_and_exits_2(broken_corpus, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("d2v: error: 1 manifest(s): 3 lines cannot be used")
     assert ":4: " in err and ":9: " in err and ":14: " in err and "Traceback" not in err
+
+
+def test_batches_cover_every_item_where_fairseqs_batch_by_size_drops_the_last(tmp_path):
+    import numpy as np
+    from fairseq.data import FairseqDataset
+
+    from d2v_fairseq.data.manifest import LenientAudio
+
+    class Sized(FairseqDataset):
+        def __init__(self, sizes):
+            self.sizes = np.array(sizes)
+
+        def __len__(self):
+            return len(self.sizes)
+
+        def num_tokens(self, index):
+            return int(self.sizes[index])
+
+    # the demo corpus's test set: fairseq-generate's batches of 60k samples, multiple of 8
+    sizes = [16698, 33926, 15287, 15949, 17322, 25489, 25055, 23409]
+    order = np.argsort(sizes)[::-1]
+    theirs = [list(b) for b in Sized(sizes).batch_by_size(order, max_tokens=60000, required_batch_size_multiple=8)]
+    ours = [list(b) for b in LenientAudio(Sized(sizes)).batch_by_size(order, max_tokens=60000,
+                                                                        required_batch_size_multiple=8)]
+    assert ours[: len(theirs)] == theirs  # fairseq's batches as they were, then what they left out
+    assert sorted(int(i) for b in ours for i in b) == list(range(8))
+    assert all(sum(1 for _ in b) * max(sizes[i] for i in b) <= 60000 for b in ours)
