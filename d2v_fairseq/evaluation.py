@@ -23,7 +23,7 @@ import torch
 
 from .data.classes import read_classes
 from .data.images import ImageDataError, ImageFolderDataset, scan_split, write_manifest
-from .hub import Transcriber, load_checkpoint, read_checkpoint
+from .hub import Transcriber, autocast, load_checkpoint, read_checkpoint
 from .modules.errors import InputError
 from .modules.metrics import average_precisions, matthews_correlation, top_k_correct
 
@@ -48,27 +48,30 @@ def checkpoint_kind(cfg) -> str:
 
 @torch.no_grad()
 def evaluate(checkpoint: str, data: str, split: Optional[str] = None, classes: Optional[str] = None,
-             **decoder_args) -> Dict:
+             precision: str = "fp32", **decoder_args) -> Dict:
     """Scores ``checkpoint`` on ``split`` of ``data`` (see the module docstring); returns the
     metrics (percent where a rate) with ``kind``, ``split`` and ``n``. ``classes``: images'
-    classes.txt; ``decoder_args``: the ``Transcriber``'s decoder options (CTC only)."""
+    classes.txt; ``precision``: of the model's forward pass (fp32, bf16; fp16 on CUDA), scores in
+    fp32; ``decoder_args``: the ``Transcriber``'s decoder options (CTC only)."""
     logging.getLogger("PIL").setLevel(logging.INFO)  # its per-chunk DEBUG lines would flood the output
     kind = checkpoint_kind(read_checkpoint(checkpoint)["cfg"])
     split = split or DEFAULT_SPLITS[kind]
     if kind == "ctc":
-        scores = evaluate_ctc(checkpoint, data, split, **decoder_args)
-    elif kind == "images":
-        scores = evaluate_images(checkpoint, data, split, classes=classes)
+        scores = evaluate_ctc(checkpoint, data, split, precision=precision, **decoder_args)
     else:
-        scores = {"tags": evaluate_tags, "text": evaluate_text}[kind](checkpoint, data, split)
+        with autocast(precision, "cpu"):  # the forward passes; the metrics below read fp32
+            if kind == "images":
+                scores = evaluate_images(checkpoint, data, split, classes=classes)
+            else:
+                scores = {"tags": evaluate_tags, "text": evaluate_text}[kind](checkpoint, data, split)
     return {"kind": kind, "split": split, **scores}
 
 
 @torch.no_grad()
-def evaluate_ctc(checkpoint: str, data: str, split: str, **decoder_args) -> Dict:
+def evaluate_ctc(checkpoint: str, data: str, split: str, precision: str = "fp32", **decoder_args) -> Dict:
     """WER and CER of a CTC model on DATA/SPLIT.tsv + .ltr with the given decoder."""
     _require(os.path.join(data, f"{split}.tsv"))
-    asr = Transcriber(checkpoint, data_dir=data, **decoder_args)
+    asr = Transcriber(checkpoint, data_dir=data, precision=precision, **decoder_args)
     emissions, references = asr.subset_emissions(split)
     return asr.score(emissions, references)
 
@@ -101,7 +104,7 @@ def evaluate_images(checkpoint: str, data: str, split: str, classes: Optional[st
             batch = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             logits.append(model(**batch["net_input"]))
             labels.append(batch["label"])
-    logits, labels = torch.cat(logits), torch.cat(labels)
+    logits, labels = torch.cat(logits).float(), torch.cat(labels)
     top1_hit = logits.argmax(-1) == labels
     per_class = {(names[c] if names else str(c)): 100.0 * top1_hit[labels == c].float().mean().item()
                  for c in labels.unique().tolist()}

@@ -156,16 +156,17 @@ def _save_whole(array: np.ndarray, path: str) -> None:
 def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", pool: str = "none",
             fmt: str = "npy", split: str = "train", max_tokens: int = 1_600_000, max_items: int = 64,
             device: str = "cpu", sp_model: Optional[str] = None, progress: bool = False,
-            data_dir: Optional[str] = None, shard: Optional[str] = None) -> Dict:
+            data_dir: Optional[str] = None, shard: Optional[str] = None, precision: str = "fp32") -> Dict:
     """Writes the features of every item of ``source`` (its ``shard``, ``I/N``; see the module
-    docstring); returns {"items" (written now), "skipped" (complete before), "failed", "frames",
+    docstring), the forward passes in ``precision`` (fp32, bf16; fp16 on CUDA; features stored
+    fp32); returns {"items" (written now), "skipped" (complete before), "failed", "frames",
     "seconds", "items_per_s", "audio_s_per_s" (speech), "layers"}."""
     if pool not in ("none", "mean"):
         raise InputError(f"--pool {pool!r}: expected none or mean")
     if fmt not in ("npy", "hubert"):
         raise InputError(f"--format {fmt!r}: expected npy or hubert")
     rank, nshard = parse_shard(shard)
-    reps = load(checkpoint, sp_model=sp_model, data_dir=data_dir)
+    reps = load(checkpoint, sp_model=sp_model, data_dir=data_dir, precision=precision)
     reps.encoder.to(device)
     chosen = parse_layers(layers, reps.num_layers)
     if fmt == "hubert" and (len(chosen) != 1 or pool != "none"):

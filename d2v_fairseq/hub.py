@@ -108,6 +108,35 @@ def load_checkpoint(
     return loaded[0], cfg, task
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, device: str) -> None:
+    """Raises InputError for a precision this device cannot run (fp16 needs a CUDA device)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not str(device).startswith("cuda"):
+        raise InputError("--precision fp16 needs a CUDA device (--device cuda); on a CPU use bf16")
+
+
+def autocast(precision: str, device: str):
+    """The context that runs a forward pass in ``precision``: torch's autocast (weights stay fp32,
+    matrix products and convolutions in bf16/fp16, reductions and norms as autocast keeps them);
+    nothing for fp32."""
+    import contextlib
+
+    check_precision(precision, device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def model_device(model: torch.nn.Module) -> str:
+    """The device of a model's first parameter, as a string (``cpu``, ``cuda:0``)."""
+    return str(next(model.parameters()).device)
+
+
 @dataclass
 class Transcript:
     """A recording's text and its timed words."""
@@ -126,7 +155,12 @@ class Transcriber:
     FIELDS = {"lm": "kenlm_model", "lm_weight": "kenlm_weight", "beam": "ctc_beam",
               "beam_threshold": "ctc_beam_threshold", "beam_size_token": "ctc_beam_size_token"}
 
-    def __init__(self, checkpoint: str, decoder: str = "viterbi", data_dir: Optional[str] = None, **decoder_args):
+    def __init__(self, checkpoint: str, decoder: str = "viterbi", data_dir: Optional[str] = None,
+                 precision: str = "fp32", **decoder_args):
+        """``precision``: fp32, bf16 or fp16 (CUDA only) for the model's forward pass (autocast);
+        emissions and decoding stay fp32."""
+        self.precision = precision
+        check_precision(precision, "cuda" if torch.cuda.is_available() else "cpu")  # fp16: only with CUDA
         overrides = {"data": data_dir} if data_dir else None
         # the decoders' options are fields of d2v_audio_ctc, whichever task fine-tuned the model
         self.model, cfg, self.task = load_checkpoint(checkpoint, arg_overrides=overrides, task="d2v_audio_ctc")
@@ -144,9 +178,11 @@ class Transcriber:
     def emissions(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Log-probabilities per utterance, each (T_b, V) on the CPU, from waveforms (B, S) (moved to
         the model's device)."""
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         padding_mask = None if padding_mask is None else padding_mask.to(device)
-        return [e.cpu() for e in ctc_emissions(self.model, source.to(device), padding_mask)]
+        with autocast(self.precision, device):
+            emitted = ctc_emissions(self.model, source.to(device), padding_mask)
+        return [e.float().cpu() for e in emitted]
 
     def text(self, hypo: Dict) -> str:
         """A hypothesis as words: the decoder's words, else its letters post-processed."""
@@ -278,6 +314,7 @@ class Representations:
     def __init__(self, encoder: torch.nn.Module, modality: str, normalize: bool = False, dictionary=None,
                  sp_model: Optional[str] = None, image_size: int = 0, checkpoint: str = ""):
         self.encoder, self.modality, self.normalize = encoder.eval(), modality, normalize
+        self.precision = "fp32"  # of the forward pass (autocast); set by load(precision=)
         self.dictionary, self.sp_model, self.image_size, self.checkpoint = dictionary, sp_model, image_size, checkpoint
         self._sp = None
         if hasattr(encoder, "modality_encoders"):  # data2vec_multi: one modality encoder + shared blocks
@@ -294,7 +331,8 @@ class Representations:
     def hidden_states(self, batch: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
         """Input (B, S) waveforms / (B, T) token ids / (B, 3, H, W) images -> (list of
         ``num_layers`` (B, T, C) fp32, output padding (B, T) or None)."""
-        states, padding = self.encoder.hidden_states(batch, padding_mask)
+        with autocast(self.precision, model_device(self.encoder)):
+            states, padding = self.encoder.hidden_states(batch, padding_mask)
         return [s.float() for s in states], padding
 
     def batch(self, items: Sequence) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -326,9 +364,7 @@ class Representations:
     def output_lengths(self, input_lengths: Sequence[int]) -> List[int]:
         """Output steps for inputs of these lengths (samples, tokens; images: CLS + patches);
         ``input_lengths`` of a ``batch``: its row lengths (``input_lengths(batch)``)."""
-        if hasattr(self.encoder, "modality_encoders"):
-            return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
-        if self.modality == "speech":
+        if hasattr(self.encoder, "modality_encoders") or self.modality == "speech":  # 2.0, or the conv front end
             return self.encoder.output_lengths(torch.tensor(list(input_lengths))).tolist()
         if self.modality == "text":
             return list(input_lengths)
@@ -354,11 +390,21 @@ def _pad(rows: Sequence[torch.Tensor], value) -> Tuple[torch.Tensor, Optional[to
 
 
 def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str] = None,
-         random_init: bool = False, seed: int = 1) -> Representations:
+         random_init: bool = False, seed: int = 1, precision: str = "fp32") -> Representations:
     """A checkpoint of the package (pre-trained, data2vec 2.0 or fine-tuned: its encoder) or a
     released-format one -> ``Representations``. ``sp_model``: text's sentencepiece model
     (default: ``sentencepiece.bpe.model`` beside the data's ``dict.txt``). ``random_init``: the
-    checkpoint's architecture with fresh weights (from ``seed``), the baseline of a probe."""
+    checkpoint's architecture with fresh weights (from ``seed``), the baseline of a probe.
+    ``precision``: fp32, bf16 or fp16 (CUDA only) for the forward pass (autocast, fp32 weights);
+    the features come out fp32."""
+    check_precision(precision, "cuda" if torch.cuda.is_available() else "cpu")  # fp16: only with CUDA
+    reps = _representations(checkpoint, sp_model, data_dir, random_init, seed)
+    reps.precision = precision
+    return reps
+
+
+def _representations(checkpoint: str, sp_model: Optional[str], data_dir: Optional[str], random_init: bool,
+                     seed: int) -> Representations:
     overrides = {"data": data_dir} if data_dir else None
     model, cfg, task = load_checkpoint(checkpoint, arg_overrides=overrides)
     if random_init:
@@ -375,12 +421,7 @@ def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str
     if name == "data2vec_audio_classification":
         return Representations(model.encoder, "speech", cfg.task.get("normalize", False), checkpoint=checkpoint)
     if name == "data2vec_text":
-        if sp_model is None:
-            from .data.text import find_sp_model
-
-            sp_model = find_sp_model(cfg.task.data)
-        return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model,
-                               checkpoint=checkpoint)
+        return text_representations(model, cfg, task, checkpoint, sp_model)
     if name in ("data2vec_vision", "data2vec_image_classification"):
         encoder = model if name == "data2vec_vision" else model.encoder
         return Representations(encoder, "image", image_size=encoder.cfg.image_size, checkpoint=checkpoint)
@@ -392,6 +433,16 @@ def load(checkpoint: str, sp_model: Optional[str] = None, data_dir: Optional[str
 MULTI_MODALITIES = {"AUDIO": "speech", "IMAGE": "image", "TEXT": "text"}
 
 
+def text_representations(model, cfg, task, checkpoint: str, sp_model: Optional[str]) -> Representations:
+    """Representations of a text model (v1 or 2.0) with its dictionary and sentencepiece model
+    (default: the one beside the data's ``dict.txt``)."""
+    if sp_model is None:
+        from .data.text import find_sp_model
+
+        sp_model = find_sp_model(cfg.task.data)
+    return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model, checkpoint=checkpoint)
+
+
 def multi_representations(model, cfg, task, checkpoint: str, sp_model: Optional[str]) -> Representations:
     """Representations of a data2vec_multi (data2vec 2.0) checkpoint's one modality."""
     (name,) = model.modality_encoders.keys() if len(model.modality_encoders) == 1 else (None,)
@@ -400,12 +451,7 @@ def multi_representations(model, cfg, task, checkpoint: str, sp_model: Optional[
                          "a model of one modality (model.supported_modality)", path=checkpoint)
     modality = MULTI_MODALITIES[name]
     if modality == "text":
-        if sp_model is None:
-            from .data.text import find_sp_model
-
-            sp_model = find_sp_model(cfg.task.data)
-        return Representations(model, "text", dictionary=task.source_dictionary, sp_model=sp_model,
-                               checkpoint=checkpoint)
+        return text_representations(model, cfg, task, checkpoint, sp_model)
     if modality == "image":
         return Representations(model, "image", image_size=model.modality_encoders[name].modality_cfg.input_size,
                                checkpoint=checkpoint)

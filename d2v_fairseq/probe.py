@@ -69,11 +69,12 @@ def read_labeled_table(table: str, label_column: str, path_column: str = "path",
 RANDOM = "random:"
 
 
-def pooled_features(checkpoint: str, paths: Sequence[str], max_tokens: int = 1_600_000) -> np.ndarray:
+def pooled_features(checkpoint: str, paths: Sequence[str], max_tokens: int = 1_600_000,
+                    precision: str = "fp32") -> np.ndarray:
     """Mean-pooled features of every layer: (items, layers, C), in the order of ``paths``.
     ``random:CHECKPOINT``: that checkpoint's architecture with fresh weights."""
     random_init = checkpoint.startswith(RANDOM)
-    reps = load(checkpoint[len(RANDOM):] if random_init else checkpoint, random_init=random_init)
+    reps = load(checkpoint[len(RANDOM):] if random_init else checkpoint, random_init=random_init, precision=precision)
     items = [Item(str(i), p) for i, p in enumerate(paths)]
     out: Dict[str, np.ndarray] = {}
     for batch_items, values in batches(reps, items, max_tokens, 64):
@@ -93,9 +94,10 @@ def pooled_features(checkpoint: str, paths: Sequence[str], max_tokens: int = 1_6
 def probe(checkpoints: Dict[str, str], table: str, label_column: str, path_column: str = "path",
           split_column: Optional[str] = None, group_column: Optional[str] = None, test_share: float = 0.2,
           seed: int = 1, plot: Optional[str] = None, skip_bad: bool = False,
-          report=lambda line: None) -> Dict[str, List[float]]:
+          report=lambda line: None, precision: str = "fp32") -> Dict[str, List[float]]:
     """Test accuracy (percent) per layer for each named checkpoint; with ``plot``, a PNG of it.
-    ``report`` receives a line on the splits and on any rows ``skip_bad`` left out."""
+    ``report`` receives a line on the splits and on any rows ``skip_bad`` left out; ``precision``:
+    of the features' forward passes (see ``hub.load``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -108,8 +110,8 @@ def probe(checkpoints: Dict[str, str], table: str, label_column: str, path_colum
            + (f"; left out {len(left_out)} unreadable or empty: {', '.join(left_out[:3])}" if left_out else ""))
     results = {}
     for name, checkpoint in checkpoints.items():
-        train = pooled_features(checkpoint, [p for p, _ in splits["train"]])
-        test = pooled_features(checkpoint, [p for p, _ in splits["test"]])
+        train = pooled_features(checkpoint, [p for p, _ in splits["train"]], precision=precision)
+        test = pooled_features(checkpoint, [p for p, _ in splits["test"]], precision=precision)
         accuracies = []
         for layer in range(train.shape[1]):
             classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))

@@ -1,4 +1,5 @@
-"""``d2v train --slurm``: the same training, submitted to a SLURM cluster with submitit.
+"""``d2v train --slurm``: the same training, submitted to a SLURM cluster with submitit; and
+``d2v transcribe|features --slurm --shards N``: a job array of N shard tasks over a corpus.
 
 One SLURM task per training process (``--nodes`` x ``--tasks-per-node``); every task runs
 ``launch.hydra_train`` on the same arguments, and the ranks join one DDP job (see ``launch``:
@@ -9,14 +10,20 @@ catches the signal and resubmits the same task) and fairseq resumes it from
 
 The submitting command prints the job id and where the logs are (``SAVE_DIR/slurm/``), streams
 rank 0's log and exits with the job's status; ``wait=False`` returns after submitting.
+
+A corpus job (:func:`run_shards`) is one array task per shard (``--shard I/N`` of the one-process
+command), each requeued when preempted or timed out: its outputs resume exactly once, as a
+killed one-process run does.
 """
+
+import importlib
 
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .modules.errors import InputError
 
@@ -89,19 +96,14 @@ def _absolute(argv: List[str]) -> List[str]:
     return out
 
 
-def submit(argv: List[str], options: SlurmOptions, exact_world_size: bool = False,
-           report: Callable[[str], None] = print):
-    """Submits ``d2v train ARGV`` as one SLURM job; returns the submitit job."""
+def _executor(options: SlurmOptions, logs: str, command: str = "d2v train"):
+    """A submitit executor for ``options``, its logs in ``logs``; requeued on preemption."""
     try:
         import submitit
     except ImportError:
-        raise InputError("d2v train --slurm needs submitit: pip install submitit==1.5.4") from None
+        raise InputError(f"{command} --slurm needs submitit: pip install submitit==1.5.4") from None
     if subprocess.run(["which", "sbatch"], capture_output=True).returncode != 0:
-        raise InputError("d2v train --slurm: no sbatch on this machine (run it on a SLURM login node)")
-    argv = _absolute(argv)
-    save_dir = save_dir_of(argv)
-    logs = os.path.abspath(options.logs or os.path.join(save_dir, "slurm"))
-    os.makedirs(logs, exist_ok=True)
+        raise InputError(f"{command} --slurm: no sbatch on this machine (run it on a SLURM login node)")
     executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=10)
     params = dict(nodes=options.nodes, ntasks_per_node=options.tasks_per_node, job_name=options.job_name,
                   signal_delay_s=120, additional_parameters={"requeue": True})
@@ -111,6 +113,17 @@ def submit(argv: List[str], options: SlurmOptions, exact_world_size: bool = Fals
         if value is not None:
             params[key] = value
     executor.update_parameters(**params)
+    return executor
+
+
+def submit(argv: List[str], options: SlurmOptions, exact_world_size: bool = False,
+           report: Callable[[str], None] = print):
+    """Submits ``d2v train ARGV`` as one SLURM job; returns the submitit job."""
+    argv = _absolute(argv)
+    save_dir = save_dir_of(argv)
+    logs = os.path.abspath(options.logs or os.path.join(save_dir, "slurm"))
+    os.makedirs(logs, exist_ok=True)
+    executor = _executor(options, logs)
     job = executor.submit(TrainTask(argv, exact_world_size))
     report(f"submitted SLURM job {job.job_id}: {options.nodes} node(s) x {options.tasks_per_node} task(s); "
            f"logs: {logs}/{job.job_id}_<task>_log.out (rank 0: {rank0_log(logs, job.job_id)}); "
@@ -179,3 +192,64 @@ def train_on_slurm(argv: List[str], options: SlurmOptions, exact_world_size: boo
     status = wait(job, logs)
     print(f"SLURM job {job.job_id} {'finished' if status == 0 else 'FAILED'}; logs: {logs}", flush=True)
     return status
+
+
+class ShardTask:
+    """What array task ``index`` of a corpus job runs: ``module.function(**kwargs, shard="I/N")``
+    (named, so that it pickles by reference). ``checkpoint`` (called by submitit on preemption or
+    timeout) requeues the same task; its outputs resume where it stopped."""
+
+    def __init__(self, module: str, function: str, kwargs: Dict, index: int, count: int):
+        self.module, self.function, self.kwargs, self.index, self.count = module, function, kwargs, index, count
+
+    def __call__(self):
+        function = getattr(importlib.import_module(self.module), self.function)
+        return function(**self.kwargs, shard=f"{self.index}/{self.count}")
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(ShardTask(self.module, self.function, self.kwargs, self.index,
+                                                            self.count))
+
+
+def run_shards(module: str, function: str, kwargs: Dict, count: int, options: SlurmOptions, logs: str,
+               command: str, report: Callable[[str], None] = print, poll_s: float = 2.0) -> Optional[List]:
+    """Submits ``count`` shard tasks of ``module.function(**kwargs)`` as one job array and, unless
+    ``options.wait`` is false, waits for them: returns each shard's result in shard order (None
+    when not waiting). Raises InputError naming every shard that failed."""
+    from submitit.core.utils import pickle_load
+
+    logs = os.path.abspath(logs)
+    os.makedirs(logs, exist_ok=True)
+    executor = _executor(options, logs, command)
+    with executor.batch():
+        jobs = [executor.submit(ShardTask(module, function, kwargs, i, count)) for i in range(count)]
+    array = jobs[0].job_id.split("_")[0]
+    report(f"submitted SLURM job array {array}: {count} shard task(s); logs: {logs}/{array}_<shard>_0_log.out")
+    if not options.wait:
+        return None
+    finished = -1
+    while True:
+        queued = [job for job in jobs if job_state(job.job_id) is not None]
+        if count - len(queued) != finished:
+            finished = count - len(queued)
+            report(f"SLURM job array {array}: {finished}/{count} shards finished")
+        if not queued:
+            break
+        time.sleep(poll_s)
+    results, failed = [], []
+    for index, job in enumerate(jobs):
+        path = os.path.join(logs, f"{job.job_id}_0_result.pkl")
+        if not os.path.isfile(path):
+            failed.append(f"shard {index}: no result (killed or never started; {logs}/{job.job_id}_0_log.err)")
+            results.append(None)
+            continue
+        outcome, value = pickle_load(path)
+        if outcome != "success":
+            failed.append(f"shard {index}: {str(value).strip().splitlines()[-1]}")
+        results.append(value if outcome == "success" else None)
+    if failed:
+        raise InputError(f"SLURM job array {array}: {len(failed)} of {count} shards failed (the same command again "
+                         "resumes them): " + "; ".join(failed))
+    return results

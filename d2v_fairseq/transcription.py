@@ -117,3 +117,51 @@ def transcribe_to_stdout(asr: Transcriber, sources: Sequence[str], window: float
         os.replace(srt + ".tmp", srt)
         fsync_dir(output_dir)
         print(f"{path}\t{transcript.text}\t{srt}", flush=True)
+
+
+def shard_output(output: str, index: int, count: int) -> str:
+    """The file shard ``index`` of ``count`` writes before the shards are joined into ``output``."""
+    return f"{output}.shard-{index}-of-{count}"
+
+
+def transcribe_shard(checkpoint: str, sources: Sequence[str], output: str, shard: str,
+                     data_dir: Optional[str] = None, decoder: Optional[Dict] = None, device: str = "cpu",
+                     precision: str = "fp32", **options) -> Dict:
+    """One shard of a corpus job (a SLURM array task): loads the model, transcribes shard ``I/N``
+    of ``sources`` into :func:`shard_output` (resumable); returns its summary."""
+    index, count = (int(v) for v in shard.split("/"))
+    asr = Transcriber(checkpoint, data_dir=data_dir, precision=precision, **(decoder or {}))
+    asr.model.to(device)
+    return transcribe_corpus(asr, sources, shard_output(output, index, count), shard=shard, progress=False,
+                             **options)
+
+
+def join_shards(output: str, count: int) -> None:
+    """``output`` (and ``output.failed.tsv``) written whole as the shards' files one after another,
+    in shard order: the lines the one-process run writes, in its input order by shard."""
+    for suffix in ("", ".failed.tsv"):
+        parts = [shard_output(output, i, count) + suffix for i in range(count)]
+        parts = [p for p in parts if os.path.isfile(p)]
+        target = output + suffix
+        if not parts:
+            continue
+        with open(target + ".tmp", "w", encoding="utf-8") as out:
+            for part in parts:
+                with open(part, encoding="utf-8") as f:
+                    out.write(f.read())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(target + ".tmp", target)
+    fsync_dir(os.path.dirname(os.path.abspath(output)))
+
+
+def summed(summaries: Sequence[Dict]) -> Dict:
+    """The summaries of several shards as one (seconds: the longest shard's, the job's wall time)."""
+    total = {"recordings": 0, "skipped": 0, "failed": [], "audio_s": 0.0, "seconds": 0.0}
+    for s in summaries:
+        for key in ("recordings", "skipped", "audio_s"):
+            total[key] += s[key]
+        total["failed"] += s["failed"]
+        total["seconds"] = max(total["seconds"], s["seconds"])
+    total["rtf"] = total["seconds"] / total["audio_s"] if total["audio_s"] else 0.0
+    return total

@@ -193,3 +193,24 @@ def test_hubert_shards_are_read_by_fairseqs_kmeans_scripts(checkpoint, clips, tm
                  str(rank), str(tmp_path / "labels")], cwd=SIMPLE_KMEANS)
         labels = (tmp_path / "labels" / f"valid_{rank}_2.km").read_text().splitlines()
         assert [len(line.split()) for line in labels] == [int(n) for n in lengths[rank]]
+
+
+def test_bf16_features_match_fp32_per_frame(checkpoint, clips):
+    import torch
+
+    waves = [sf.read(str(clips / f"c{i:02d}.wav"))[0].mean(1) for i in range(4)]
+    waves = [torch.from_numpy(w).float() for w in waves]
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        reps = load(checkpoint, precision=precision)
+        batch, padding = reps.batch([w.numpy() for w in waves])
+        states, frames = reps.hidden_states(batch, padding)
+        assert all(s.dtype == torch.float32 for s in states)  # stored fp32 whatever the forward ran in
+        outputs[precision] = (states, frames)
+    valid = ~outputs["fp32"][1] if outputs["fp32"][1] is not None else None
+    for full, half in zip(outputs["fp32"][0][1:], outputs["bf16"][0][1:], strict=True):  # every block's output
+        cosine = torch.nn.functional.cosine_similarity(full, half, dim=-1)  # (B, T) per frame
+        cosine = cosine[valid] if valid is not None else cosine.flatten()
+        assert cosine.min() >= 0.99, cosine.min()
+    with pytest.raises(InputError, match="fp16 needs a CUDA device"):
+        load(checkpoint, precision="fp16")

@@ -133,3 +133,26 @@ def test_no_wait_returns_after_submitting(cluster, demo_corpus, tmp_path):
     job = proc.stdout.split("submitted SLURM job ")[1].split(":")[0]
     subprocess.run(["scancel", job], env=env_with(cluster))
     assert time.time() - start < 60
+
+
+def test_a_corpus_job_array_gives_the_one_process_transcripts_and_hubert_shards(cluster, demo_corpus, finetuned,
+                                                                                tmp_path):
+    checkpoint = str(finetuned / "ft" / "checkpoint_best.pt")
+    manifest = os.path.join(demo_corpus, "valid.tsv")
+    d2v = os.path.join(VENV_BIN, "d2v")
+    one = subprocess.run([d2v, "transcribe", checkpoint, manifest, "--output", str(tmp_path / "one.tsv")],
+                         env=env_with(cluster), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    array = subprocess.run([d2v, "transcribe", checkpoint, manifest, "--output", str(tmp_path / "two.tsv"), "--slurm",
+                            "--shards", "2", "--partition", "local", "--time", "10"],
+                           env=env_with(cluster), capture_output=True, text=True, timeout=900)
+    assert array.returncode == 0, array.stdout[-2000:] + array.stderr[-2000:]
+    assert "submitted SLURM job array" in array.stdout and "2/2 shards finished" in array.stdout
+    assert "8 recordings transcribed, 0 already in" in array.stdout
+    assert (tmp_path / "two.tsv").read_text() == (tmp_path / "one.tsv").read_text()  # shard order is input order
+    features = subprocess.run([d2v, "features", checkpoint, manifest, str(tmp_path / "dump"), "--format", "hubert",
+                               "--layers", "1", "--split", "valid", "--slurm", "--shards", "2", "--partition", "local"],
+                              env=env_with(cluster), capture_output=True, text=True, timeout=900)
+    assert features.returncode == 0, features.stdout[-2000:] + features.stderr[-2000:]
+    lengths = [(tmp_path / "dump" / f"valid_{r}_2.len").read_text().split() for r in range(2)]
+    assert [len(n) for n in lengths] == [4, 4]  # fairseq's get_shard_range of 8 lines

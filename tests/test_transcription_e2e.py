@@ -131,3 +131,17 @@ def test_a_batch_of_recordings_of_different_lengths_gives_each_its_own_emissions
         source = torch.nn.functional.layer_norm(source, source.shape) if asr.normalize else source
         alone = asr.emissions(source[None])[0]
         assert emitted.shape == alone.shape and torch.allclose(emitted, alone, atol=1e-4)
+
+
+def test_bf16_transcribes_as_fp32(finetuned, nested, demo_corpus, tmp_path):
+    import torch
+
+    full = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus)
+    half = Transcriber(str(finetuned / "ft" / "checkpoint_best.pt"), data_dir=demo_corpus, precision="bf16")
+    waves = [read_audio(p) for p in readable(nested)[:6]]
+    for a, b in zip(full.batch_emissions(waves), half.batch_emissions(waves), strict=True):
+        assert b.dtype == torch.float32 and a.shape == b.shape
+        assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.95  # the frames' best letters
+    out = tmp_path / "bf16.tsv"
+    transcribe(finetuned, str(nested), "--output", str(out), "--precision", "bf16")
+    assert read_output(out)[1] == {p: full.transcribe(read_audio(p)) for p in readable(nested)}

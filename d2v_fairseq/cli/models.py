@@ -3,7 +3,10 @@
 import argparse
 import json
 import logging
+import os
 import sys
+
+from .train import add_array_options, array_options
 
 
 def add_decoder_options(p: argparse.ArgumentParser, default_decoder: str = "viterbi") -> None:
@@ -46,12 +49,15 @@ def register(sub) -> None:
                    "4.8M: 300 s of audio)")
     p.add_argument("--batch-size", type=int, default=16, help="--output: recordings per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
     p.add_argument("--data", help="the fine-tuning data folder (its dict.ltr.txt), if it moved since fine-tuning")
     p.add_argument("--window", type=float, default=30.0, help="seconds read at once (default 30; 0: whole files)")
     p.add_argument("--context", type=float, default=2.5, help="seconds of overlap on each side of a window's "
                    "kept centre (default 2.5)")
     p.add_argument("--timestamps", choices=["json", "srt"], help="word start and end times (from the CTC alignment)")
     p.add_argument("--output-dir", default=".", help="--timestamps srt: where FILE.srt goes (default: here)")
+    add_array_options(p, "transcribe --output's inputs")
     add_decoder_options(p)
     p.set_defaults(func=_transcribe, log_level=logging.WARNING)
 
@@ -79,6 +85,8 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="images and tags: how many classes to list, best first")
     p.add_argument("--per-class", help="images and tags: write every class's score to this file (TSV)")
     p.add_argument("--json", help="write all the scores to this JSON file")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
     add_decoder_options(p)
     p.set_defaults(func=_evaluate, log_level=logging.WARNING)
 
@@ -100,9 +108,12 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=1_600_000, help="padded input units per batch (samples, tokens)")
     p.add_argument("--batch-size", type=int, default=64, help="items per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
     p.add_argument("--sp-model", help="text: the sentencepiece model (default: beside the data's dict.txt)")
     p.add_argument("--data", help="text: the folder with the checkpoint's dict.txt, if not where it was trained "
                    "(released checkpoints name the authors' folders)")
+    add_array_options(p, "extract the features")
     p.set_defaults(func=_features, log_level=logging.WARNING)
 
     p = sub.add_parser("probe", help="layer-wise linear probe of frozen features; prints a table, writes a plot",
@@ -121,6 +132,9 @@ def register(sub) -> None:
     p.add_argument("--plot", default="probe.png", help="the PNG to write")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out rows whose audio is missing, unreadable or empty (listed), instead of stopping")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
+
     p.set_defaults(func=_probe, log_level=logging.WARNING)
 
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers or fairseq's reference",
@@ -144,7 +158,13 @@ def _transcribe(args: argparse.Namespace) -> None:
         raise InputError("--timestamps srt writes one subtitle file per recording; with --output use --timestamps json")
     if args.shard and not args.output:
         raise InputError("--shard needs --output (each shard writes its own file)")
-    asr = Transcriber(args.checkpoint, data_dir=args.data, **decoder_args(args))
+    options, logs = array_options(args, "d2v-transcribe", (args.output or ".") + ".slurm")
+    if options is not None:
+        if not args.output:
+            raise InputError("--slurm needs --output (the shards' files are joined into it)")
+        _transcribe_on_slurm(args, options, logs)
+        return
+    asr = Transcriber(args.checkpoint, data_dir=args.data, precision=args.precision, **decoder_args(args))
     asr.model.to(args.device)
     if args.output:
         from ..transcription import closing_lines, transcribe_corpus
@@ -160,6 +180,24 @@ def _transcribe(args: argparse.Namespace) -> None:
     transcribe_to_stdout(asr, args.audio, args.window, args.context, args.timestamps, args.output_dir)
 
 
+def _transcribe_on_slurm(args: argparse.Namespace, options, logs: str) -> None:
+    from ..slurm import run_shards
+    from ..transcription import closing_lines, join_shards, summed
+
+    kwargs = dict(checkpoint=os.path.abspath(args.checkpoint), sources=[os.path.abspath(a) for a in args.audio],
+                  output=os.path.abspath(args.output), data_dir=args.data, decoder=decoder_args(args),
+                  device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                  batch_size=args.batch_size, window=args.window,
+                  context=args.context, timestamps=args.timestamps)
+    results = run_shards("d2v_fairseq.transcription", "transcribe_shard", kwargs, args.shards, options, logs,
+                         "d2v transcribe")
+    if results is None:
+        return
+    join_shards(kwargs["output"], args.shards)
+    for line in closing_lines(summed(results), args.output):
+        print(line, file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
+
+
 def _tune_lm(args: argparse.Namespace) -> None:
     from ..hub import tune_lm
 
@@ -172,7 +210,8 @@ def _tune_lm(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from ..evaluation import evaluate
 
-    result = evaluate(args.checkpoint, args.data, args.split, classes=args.classes, **decoder_args(args))
+    result = evaluate(args.checkpoint, args.data, args.split, classes=args.classes, precision=args.precision,
+                      **decoder_args(args))
     per_class = result.pop("per_class", None)
     scores = "  ".join(f"{key} {value:.2f}" for key, value in result.items() if isinstance(value, float))
     print(f"{args.checkpoint} on {result['split']} ({result['n']} items): {scores}")
@@ -191,9 +230,22 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _features(args: argparse.Namespace) -> None:
     from ..features import extract
 
+    options, logs = array_options(args, "d2v-features", os.path.join(args.out_dir, "slurm"))
+    if options is not None:
+        from ..slurm import run_shards
+
+        kwargs = dict(checkpoint=os.path.abspath(args.checkpoint), source=os.path.abspath(args.input),
+                      out_dir=os.path.abspath(args.out_dir), layers=args.layers, pool=args.pool, fmt=args.format,
+                      split=args.split, max_tokens=args.max_tokens, max_items=args.batch_size, device=args.device,
+                      sp_model=args.sp_model, data_dir=args.data, precision=args.precision)
+        results = run_shards("d2v_fairseq.features", "extract", kwargs, args.shards, options, logs, "d2v features")
+        if results is not None:
+            items, frames = sum(r["items"] for r in results), sum(r["frames"] for r in results)
+            print(f"{items} items, {frames} frames in {args.shards} shards -> {args.out_dir}")
+        return
     summary = extract(args.checkpoint, args.input, args.out_dir, args.layers, args.pool, args.format, args.split,
                       args.max_tokens, args.batch_size, args.device, args.sp_model, progress=True,
-                      data_dir=args.data, shard=args.shard)
+                      data_dir=args.data, shard=args.shard, precision=args.precision)
     for source, reason in summary["failed"]:
         print(f"WARNING: {source}: no features: {reason}", file=sys.stderr, flush=True)
     rate = f", {summary['audio_s_per_s']:.1f} audio s/s" if "audio_s_per_s" in summary else ""
@@ -214,7 +266,7 @@ def _probe(args: argparse.Namespace) -> None:
         checkpoints[name or os.path.basename(os.path.dirname(os.path.abspath(path)))] = path
     results = probe(checkpoints, args.table, args.label_column, args.path_column, args.split_column,
                     args.group_column, args.test_share, args.seed, args.plot, args.skip_bad,
-                    report=lambda line: print(line, flush=True))
+                    report=lambda line: print(line, flush=True), precision=args.precision)
     print(format_table(results))
     print(f"plot: {args.plot}")
 

@@ -14,6 +14,43 @@ SLURM_HELP = {
 }
 
 
+ARRAY_OPTIONS = ("--partition", "--gpus-per-node", "--cpus-per-task", "--time", "--mem", "--account", "--constraint",
+                 "--job-name", "--slurm-logs")
+
+
+def add_array_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--slurm --shards N`` and the SLURM options of a corpus job (``d2v transcribe``, ``d2v features``)."""
+    p.add_argument("--slurm", action="store_true", help=f"{what} as a SLURM job array of --shards tasks (submitit), "
+                   "each task a --shard I/N of this command, requeued when preempted; waits for them")
+    p.add_argument("--shards", type=int, help="--slurm: how many shard tasks")
+    p.add_argument("--no-wait", action="store_true", help="--slurm: return after submitting")
+    for flag in ARRAY_OPTIONS:
+        kind = int if flag in ("--gpus-per-node", "--cpus-per-task", "--time") else str
+        text = {"--job-name": "job name", "--slurm-logs": "where the job's logs go (default: beside the output)"}.get(
+            flag, SLURM_HELP[flag])
+        p.add_argument(flag, type=kind, help=f"--slurm: {text}")
+
+
+def array_options(args: argparse.Namespace, default_name: str, logs: str):
+    """(SlurmOptions, logs folder) of a corpus job's parsed ``add_array_options`` arguments."""
+    from ..modules.errors import InputError
+    from ..slurm import SlurmOptions
+
+    given = [flag for flag in ARRAY_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if not args.slurm:
+        if given or args.no_wait or args.shards:
+            raise InputError(f"{(given or ['--no-wait' if args.no_wait else '--shards'])[0]} is a --slurm option")
+        return None, None
+    if not args.shards or args.shards < 1:
+        raise InputError("--slurm needs --shards N (how many array tasks)")
+    if getattr(args, "shard", None):
+        raise InputError("--slurm runs every shard itself: leave out --shard")
+    options = SlurmOptions(partition=args.partition, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+                           time=args.time, mem=args.mem, account=args.account, constraint=args.constraint,
+                           job_name=args.job_name or default_name, wait=not args.no_wait)
+    return options, os.path.abspath(args.slurm_logs or logs)
+
+
 def own_options() -> argparse.ArgumentParser:
     """The options ``d2v train`` takes itself; the rest of its arguments are fairseq-hydra-train's."""
     p = argparse.ArgumentParser(prog="d2v train", add_help=False, allow_abbrev=False)
