@@ -1,6 +1,7 @@
 """Speech inference: this package against transformers on the same exported weights.
 
     .venv/bin/python bench/inference_speed.py [--width tiny|base] [--rounds 3] [--work DIR]
+                                              [--precisions fp32,bf16]
 
 A CTC model of the width (tiny: the demo's 4 blocks of 64 dims; base: 768 dims, 12 heads,
 2 blocks, the 512-channel front end) is made in WORK by a few updates of pre-training and CTC
@@ -15,7 +16,10 @@ transformers' ``Data2VecAudioForCTC``. On the test recordings (their real length
 Prints the largest difference of each output (last hidden state; log-probabilities at the
 unpadded frames) between ours, batched, and transformers on each recording alone (its output
 in a padded batch moves by up to about 2 where ours does not: printed too), seconds per round
-and the ratio (transformers / ours: above 1, ours is faster).
+and the ratio (transformers / ours: above 1, ours is faster). ``--precisions fp32,bf16`` also times
+both in bfloat16 (ours: ``precision="bf16"``; transformers: the same torch autocast), interleaved
+with the fp32 runs, and prints each precision's seconds and the ratios against transformers in
+fp32 and in the same precision.
 """
 
 import argparse
@@ -87,7 +91,9 @@ def main() -> None:
     parser.add_argument("--width", choices=sorted(WIDTHS), default="tiny")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", default=os.path.join(REPO, "work", "bench-inference"))
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16 (timed interleaved)")
     args = parser.parse_args()
+    precisions = ["fp32"] + [p for p in args.precisions.split(",") if p != "fp32"]  # fp32: the reference point
     from d2v_fairseq.demos.speech_corpus import build_corpus
     from d2v_fairseq.hub import Transcriber, load
     from d2v_fairseq.interop import export
@@ -102,20 +108,31 @@ def main() -> None:
     reps = load(checkpoint, data_dir=corpus)
     hf = Data2VecAudioForCTC.from_pretrained(exported).eval()
     data = batches(corpus)
+    from d2v_fairseq.hub import autocast
 
     def ours_features():
         return [reps.hidden_states(s, m == 0)[0][-1] for s, m in data]
 
     def hf_features():
-        with torch.no_grad():
-            return [hf.data2vec_audio(s, attention_mask=m, output_hidden_states=True).hidden_states[-1] for s, m in data]
+        with torch.no_grad(), autocast(reps.precision, "cpu"):
+            return [hf.data2vec_audio(s, attention_mask=m, output_hidden_states=True).hidden_states[-1].float()
+                    for s, m in data]
 
     def ours_ctc():
         return [asr.emissions(s, m == 0) for s, m in data]
 
     def hf_ctc():
-        with torch.no_grad():
-            return [torch.log_softmax(hf(s, attention_mask=m).logits, -1) for s, m in data]
+        with torch.no_grad(), autocast(reps.precision, "cpu"):
+            return [torch.log_softmax(hf(s, attention_mask=m).logits.float(), -1) for s, m in data]
+
+    def in_precision(fn, precision):
+        def run():
+            reps.precision = asr.precision = precision
+            try:
+                return fn()
+            finally:
+                reps.precision = asr.precision = "fp32"
+        return run
 
     # outputs of ours in batches against transformers on each recording alone (the model's output)
     frames = [asr.model.w2v_encoder.w2v_model.output_lengths(m.sum(-1)).tolist() for _, m in data]
@@ -131,9 +148,15 @@ def main() -> None:
     feature_diff = max(float((o - a[0]).abs().max()) for o, a in zip(ours_states, alone, strict=True))
     ctc_diff = max(float((o - a[1]).abs().max()) for o, a in zip(ours_emissions, alone, strict=True))
     hf_padding_diff = max(float((p - a[1]).abs().max()) for p, a in zip(padded, alone, strict=True))
-    times = {name: [] for name in ("ours features", "transformers features", "ours CTC", "transformers CTC")}
+    runs = {}
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f" {precision}"
+        for name, fn in (("ours features", ours_features), ("transformers features", hf_features),
+                         ("ours CTC", ours_ctc), ("transformers CTC", hf_ctc)):
+            runs[name + suffix] = in_precision(fn, precision)
+    times = {name: [] for name in runs}
     for _ in range(args.rounds):
-        for name, fn in zip(times, (ours_features, hf_features, ours_ctc, hf_ctc), strict=True):
+        for name, fn in runs.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -147,6 +170,12 @@ def main() -> None:
         print(f"  {what:9s} ours {o:.3f} s  transformers {h:.3f} s  ratio {h / o:.2f}x  max |diff| {diff:.1e}")
     print(f"  transformers' CTC log-probabilities in padded batches vs each recording alone: max |diff| "
           f"{hf_padding_diff:.1e}")
+    for precision in precisions[1:]:
+        for what in ("features", "CTC"):
+            o, h = median[f"ours {what} {precision}"], median[f"transformers {what} {precision}"]
+            print(f"  {what:9s} {precision}: ours {o:.3f} s ({median[f'ours {what}'] / o:.2f}x ours fp32)  "
+                  f"transformers {h:.3f} s  ratio {h / o:.2f}x; against transformers fp32 "
+                  f"{median[f'transformers {what}'] / o:.2f}x")
     print(f"INFERENCE_RESULT {args.width} features {median['transformers features'] / median['ours features']:.3f} "
           f"ctc {median['transformers CTC'] / median['ours CTC']:.3f} diff {max(feature_diff, ctc_diff):.2e}")
 
