@@ -126,6 +126,16 @@ def stage_line(stages):
     return ", ".join(f"{name} {100 * s / total:.0f}%" for name, s in top)
 
 
+def git_commit():
+    """The checkout's short commit (None outside a git checkout): every table records what ran."""
+    try:
+        out = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--widths", default="tiny,base")
@@ -191,7 +201,8 @@ def main() -> None:
     if args.flops_only:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"peak_flops": peak, "rows": everything}, f, indent=1)
+                json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": git_commit(), "peak_flops": peak,
+                           "rows": everything}, f, indent=1)
         return
     print(f"\n{'row':12s}{'width':>6s}{'ours upd/s':>12s}{'ref upd/s':>11s}{'ratio':>8s}{'GFLOP/upd':>11s}"
           f"{'MFU ours':>10s}{'MFU ref':>9s}")
@@ -214,7 +225,8 @@ def main() -> None:
     print(f"after: {machine_load()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "device": where, "precision": args.precision,
+            json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": git_commit(), "device": where,
+                       "precision": args.precision,
                        "peak_flops": peak, "rows": everything, "inference": inference}, f, indent=1)
 
 
