@@ -138,7 +138,7 @@ def transcribe_shard(checkpoint: str, sources: Sequence[str], output: str, shard
 
 def join_shards(output: str, count: int) -> None:
     """``output`` (and ``output.failed.tsv``) written whole as the shards' files one after another,
-    in shard order: the lines the one-process run writes, in its input order by shard."""
+    in shard order: the lines the one-process run writes (each shard's in its batches' order)."""
     for suffix in ("", ".failed.tsv"):
         parts = [shard_output(output, i, count) + suffix for i in range(count)]
         parts = [p for p in parts if os.path.isfile(p)]

@@ -43,10 +43,12 @@ class Data2VecModel(TeacherOwner, BaseFairseqModel):
 
     def __init__(self, cfg: Data2VecSharedConfig, embed_dim: int, depth: int, depth_key: str,
                  linear_head: bool = True):
-        """``depth``: the number of Transformer blocks, set by the config key ``depth_key``."""
+        """``depth``: the number of Transformer blocks, set by the config key ``depth_key`` (checked
+        against ``average_top_k_layers`` where targets are made: a fine-tuned model keeps the
+        pre-training K and may have fewer blocks)."""
         super().__init__()
         self.cfg = cfg
-        check_top_k(cfg.average_top_k_layers, depth, depth_key)
+        self.depth, self.depth_key = depth, depth_key
         if not cfg.ema_transformer_only:
             raise ModelConfigError("model config: ema_transformer_only=false is not supported (the teacher "
                              "copies the Transformer; the front end is shared)")
@@ -104,6 +106,7 @@ class Data2VecModel(TeacherOwner, BaseFairseqModel):
     @torch.no_grad()
     def make_targets(self, features: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Teacher targets (B, T, C) fp32 from the unmasked ``features`` (B, T, C)."""
+        check_top_k(self.cfg.average_top_k_layers, self.depth, self.depth_key)  # named by its config key
         teacher = (self.teacher or self.make_teacher()).to(features.device)
         teacher.model.eval()
         layer_outputs = self.encode_teacher(features.detach().float(), padding_mask, teacher.model)

@@ -66,7 +66,6 @@ class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
     def __init__(self, cfg: Data2VecMultiConfig, modalities: List[Modality], task=None, skip_ema: bool = False):
         super().__init__()
         self.cfg = cfg
-        check_top_k(cfg.average_top_k_layers, cfg.depth, self.depth_key)
         self.modalities = [modality_of(m) for m in modalities]
         if cfg.shared_decoder is not None:
             raise ModelConfigError("model config: shared_decoder is not supported by this package's data2vec_multi "
@@ -232,6 +231,7 @@ class Data2VecMultiModel(TeacherOwner, BaseFairseqModel):
                                       inputs["alibi_scale"], keep_targets=True)
         extra = encoder.modality_cfg.num_extra_tokens
         layer_targets = [y[:, extra:] for y in layer_targets]
+        check_top_k(self.cfg.average_top_k_layers, self.cfg.depth, self.depth_key)  # named by its config key
         return build_targets(layer_targets, self.cfg.average_top_k_layers, self.target_layer_norm,
                              self.target_final_norm)
 

@@ -12,7 +12,12 @@ from d2v_fairseq.interop import NotExportable, audio_config, export
 
 from ..conftest import REPO, run_cli, tiny_audio_cfg
 
-pytestmark = pytest.mark.slow  # end to end: training runs
+pytestmark = [
+    pytest.mark.slow,  # end to end: training runs
+    # the pre-trained checkpoint of these tests is fairseq's reference model's, with config keys our
+    # model does not declare; each load says so (asserted in tests/models/test_reference_checkpoint.py)
+    pytest.mark.filterwarnings("ignore:.*model config keys not declared by data2vec_audio:UserWarning"),
+]
 
 transformers = pytest.importorskip("transformers")
 

@@ -200,5 +200,7 @@ def test_a_top_k_outside_the_depth_is_a_config_error_naming_the_key(modality):
     from d2v_fairseq.modules.errors import ModelConfigError
 
     depth = ref.tiny_root(Data2VecMultiConfig, modality).model.depth
+    model = build_ours(modality, average_top_k_layers=depth + 1)  # builds: a fine-tuned model may keep any K
+    source, _ = ref.tiny_inputs(modality)
     with pytest.raises(ModelConfigError, match=rf"model.average_top_k_layers: {depth + 1} is outside 1..{depth}"):
-        build_ours(modality, average_top_k_layers=depth + 1)
+        model(source)  # pre-training needs the top K blocks

@@ -182,5 +182,6 @@ def test_teacher_window_changes_the_vision_targets():
 def test_a_top_k_outside_the_depth_is_a_config_error_naming_the_key(top_k):
     from d2v_fairseq.modules.errors import ModelConfigError
 
+    model = tiny_vision_model(average_top_k_layers=top_k)  # builds (fine-tuning keeps any K)
     with pytest.raises(ModelConfigError, match=rf"model.average_top_k_layers: {top_k} is outside 1..4: .*model.depth=4"):
-        Data2VecVisionModel(tiny_vision_cfg(average_top_k_layers=top_k))
+        model(torch.randn(2, 3, 32, 32), sample_ids=torch.tensor([3, 4]))  # pre-training makes targets
