@@ -1,7 +1,7 @@
 """Inference over a corpus: throughput and peak memory of ``d2v transcribe --output`` and
 ``d2v features`` against the corpus size.
 
-    .venv/bin/python bench/corpus_inference.py CKPT AUDIO_DIR [--sizes 200,1000] [--work DIR]
+    .venv/bin/python bench/corpus_inference.py CKPT AUDIO_DIR [--sizes 200,1000] [--work DIR] [--data DIR]
 
 Builds, for each size N, a folder of N recordings in nested folders (copies of AUDIO_DIR's audio
 files, cycled; 40 per folder, so names repeat across folders), then runs each command once in a
@@ -13,7 +13,6 @@ grow with N.
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -37,19 +36,22 @@ def build(audio_dir: str, out: str, count: int) -> float:
     return seconds
 
 
+# runs one command in a wrapper process of its own and prints its children's resource use, so that
+# each measurement's peak memory is that command's alone (RUSAGE_CHILDREN keeps the largest so far)
+WRAPPER = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+           "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+           "print(f'RUSAGE {u.ru_utime + u.ru_stime} {u.ru_maxrss}', file=sys.stderr); sys.exit(code)")
+
+
 def measure(cmd, env) -> dict:
-    """Wall seconds, CPU seconds and peak RSS (MB) of ``cmd`` run alone in a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of ``cmd`` run alone."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:3]} failed:\n{proc.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: each size runs in its own process
-    # tree, and sizes go smallest first, so a later larger peak is that size's own
-    return {"wall": wall, "cpu": cpu, "peak_mb": after.ru_maxrss / 1024, "stdout": proc.stdout}
+    _, cpu, peak_kb = [line for line in proc.stderr.splitlines() if line.startswith("RUSAGE ")][-1].split()
+    return {"wall": wall, "cpu": float(cpu), "peak_mb": int(peak_kb) / 1024, "stdout": proc.stdout}
 
 
 def main() -> None:
@@ -59,6 +61,7 @@ def main() -> None:
     p.add_argument("--sizes", default="200,1000", help="corpus sizes, smallest first")
     p.add_argument("--work", default="work/bench-corpus", help="where the corpora and outputs go")
     p.add_argument("--threads", default="1", help="OMP_NUM_THREADS of the commands")
+    p.add_argument("--data", help="the checkpoint's fine-tuning data folder (its dict.ltr.txt), if it moved")
     args = p.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=args.threads)
     print(f"{'command':<12} {'recordings':>10} {'audio h':>8} {'wall s':>8} {'RTF':>7} {'audio h / CPU h':>16} "
@@ -67,18 +70,23 @@ def main() -> None:
         corpus = os.path.join(args.work, f"corpus-{size}")
         shutil.rmtree(corpus, ignore_errors=True)
         seconds = build(args.audio_dir, corpus, size)
+        outputs = {"transcribe": os.path.join(args.work, f"transcripts-{size}.tsv"),
+                   "features": os.path.join(args.work, f"features-{size}")}
         runs = {
             "transcribe": [os.path.join(BIN, "d2v"), "transcribe", args.checkpoint, corpus, "--output",
-                           os.path.join(args.work, f"transcripts-{size}.tsv")],
-            "features": [os.path.join(BIN, "d2v"), "features", args.checkpoint, corpus,
-                         os.path.join(args.work, f"features-{size}"), "--layers", "last", "--pool", "mean"],
+                           outputs["transcribe"]],
+            "features": [os.path.join(BIN, "d2v"), "features", args.checkpoint, corpus, outputs["features"],
+                         "--layers", "last", "--pool", "mean"],
         }
+        if args.data:
+            for cmd in runs.values():
+                cmd += ["--data", args.data]
         for name, cmd in runs.items():
-            for stale in (cmd[5] if name == "transcribe" else cmd[5],):
-                if os.path.isdir(stale):
-                    shutil.rmtree(stale)
-                elif os.path.isfile(stale):
-                    os.remove(stale)
+            stale = outputs[name]  # an earlier run's output would be skipped as done: measure from nothing
+            if os.path.isdir(stale):
+                shutil.rmtree(stale)
+            elif os.path.isfile(stale):
+                os.remove(stale)
             m = measure(cmd, env)
             print(f"{name:<12} {size:>10} {seconds / 3600:>8.3f} {m['wall']:>8.1f} {m['wall'] / seconds:>7.4f} "
                   f"{seconds / max(m['cpu'], 1e-9):>16.1f} {m['peak_mb']:>8.0f}", flush=True)
