@@ -41,10 +41,6 @@ class DiskFullError(InputError):
     """A checkpoint write that found no space; the message names save_dir, bytes needed and free."""
 
 
-class RunFinished(Exception):
-    """The save_dir already holds ``max_update`` updates: nothing to train."""
-
-
 SaveDirBusy = LockBusy  # another live process trains into the same save_dir
 
 
@@ -136,14 +132,20 @@ def write_atomic(obj: Any, filename: str) -> None:
 
 
 def write_atomic_json(filename: str, obj: Any, default: Optional[Callable[[Any], Any]] = None) -> None:
-    """``obj`` as JSON in ``filename``: whole or not there (``.tmp``, fsync, rename, fsync of the
-    directory); ``default``: as ``json.dump``'s, for values JSON cannot hold."""
+    """``obj`` as JSON in ``filename``: whole or not there (:func:`write_atomic_text`); ``default``:
+    as ``json.dump``'s, for values JSON cannot hold."""
     import json
 
+    write_atomic_text(filename, json.dumps(obj, indent=1, default=default))
+
+
+def write_atomic_text(filename: str, text: str) -> None:
+    """``text`` (UTF-8) in ``filename``: whole or not there (``.tmp``, fsync, rename, fsync of the
+    directory); a failure leaves the old file as it was."""
     tmp = filename + ".tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, default=default)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filename)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .checkpoints import fsync_dir
-from .data.inputs import IMAGE_EXTENSIONS, Item, find_items, parse_shard, shard_range  # noqa: F401
+from .data.inputs import Item, find_items, parse_shard, shard_range
 from .hub import Representations, input_lengths, load
 from .inference import AppendLog, stream_batches, warn_unreadable, write_failures
 from .modules.errors import InputError
@@ -48,11 +48,6 @@ def parse_layers(spec: str, num_layers: int) -> List[int]:
     if bad:
         raise InputError(f"--layers {spec!r}: layer {bad[0]} does not exist (0 to {num_layers - 1})")
     return layers
-
-
-def read_items(source: str, modality: str) -> List[Item]:
-    """The items of INPUT for ``modality`` (see the module docstring), in input order."""
-    return find_items([source], modality)
 
 
 def load_value(reps: Representations, item: Item):
@@ -96,16 +91,14 @@ class HubertDump:
     def __init__(self, out_dir: str, split: str, rank: int, nshard: int):
         self.npy = os.path.join(out_dir, f"{split}_{rank}_{nshard}.npy")
         self.lengths = AppendLog(os.path.join(out_dir, f"{split}_{rank}_{nshard}.len"), key=str)
-        self.done = 0
         self.dim: Optional[int] = None
-        frames = 0
         with open(self.lengths.path, encoding="utf-8") as f:
             counts = [int(line) for line in f if line.strip()]
         self.done, frames = len(counts), sum(counts)
         if self.done and os.path.isfile(self.npy):
             with open(self.npy, "rb") as f:
-                header = f.read(NPY_HEADER)
-            self.dim = int(header.decode("latin1").split("'shape': (")[1].split(")")[0].split(",")[1])
+                np.lib.format.read_magic(f)
+                self.dim = int(np.lib.format.read_array_header_1_0(f)[0][1])  # shape (rows, dim)
             with open(self.npy, "r+b") as f:  # what a kill left past the last whole window goes
                 f.truncate(NPY_HEADER + frames * self.dim * 4)
                 f.seek(0)
@@ -171,7 +164,7 @@ def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", poo
     chosen = parse_layers(layers, reps.num_layers)
     if fmt == "hubert" and (len(chosen) != 1 or pool != "none"):
         raise InputError("--format hubert takes one layer (--layers N) and no pooling")
-    items = read_items(source, reps.modality)
+    items = find_items([source], reps.modality)
     start, end = shard_range(len(items), rank, nshard)
     items = items[start:end]
     os.makedirs(out_dir, exist_ok=True)

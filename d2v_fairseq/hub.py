@@ -223,16 +223,7 @@ class Transcriber:
     def batch_emissions(self, waveforms: Sequence) -> List[torch.Tensor]:
         """Emissions (T_i, V) of several 16 kHz mono recordings in one forward pass (each normalized
         alone when the task normalizes, then padded)."""
-        rows = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in waveforms]
-        if self.normalize:
-            rows = [F.layer_norm(r, r.shape) for r in rows]
-        longest = max(r.numel() for r in rows)
-        source = torch.zeros(len(rows), longest)
-        padding = torch.zeros(len(rows), longest, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            source[i, :r.numel()] = r
-            padding[i, r.numel():] = True  # (B, S): True at the padded samples
-        return self.emissions(source, padding if bool(padding.any()) else None)
+        return self.emissions(*waveform_batch(waveforms, self.normalize))
 
     def transcribe(self, waveform, window: float = 30.0, context: float = 2.5) -> str:
         """One 16 kHz mono recording (1-D array or tensor), any length -> text."""
@@ -338,10 +329,7 @@ class Representations:
     def batch(self, items: Sequence) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Raw items (see the class docstring) -> (input batch, input padding mask or None)."""
         if self.modality == "speech":
-            waves = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in items]
-            if self.normalize:
-                waves = [F.layer_norm(w, w.shape) for w in waves]
-            return _pad(waves, 0.0)
+            return waveform_batch(items, self.normalize)
         if self.modality == "text":
             return _pad([self.encode_text(t) for t in items], self.dictionary.pad())
         from .data.images import load_eval_image
@@ -376,6 +364,15 @@ def input_lengths(batch: torch.Tensor, padding: Optional[torch.Tensor]) -> List[
     if batch.dim() == 4:
         return [1] * batch.size(0)
     return ((~padding).sum(-1) if padding is not None else torch.full((batch.size(0),), batch.size(1))).tolist()
+
+
+def waveform_batch(waveforms: Sequence, normalize: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """16 kHz mono waveforms (1-D arrays or tensors) -> (B, S) float32 batch, each normalized alone
+    when ``normalize`` (as the task's data pipeline does), and its padding mask (B, S) or None."""
+    waves = [torch.as_tensor(np.asarray(w), dtype=torch.float32).flatten() for w in waveforms]
+    if normalize:
+        waves = [F.layer_norm(w, w.shape) for w in waves]
+    return _pad(waves, 0.0)
 
 
 def _pad(rows: Sequence[torch.Tensor], value) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -111,16 +111,10 @@ def warn_unreadable(failures: List[Tuple[str, str]]) -> Callable[[Item, str], No
 def write_failures(path: str, failures: Sequence[Tuple[str, str]]) -> None:
     """``path<TAB>reason`` of every item that could not be read, written whole (or removed when
     there is none)."""
-    from .checkpoints import fsync_dir
+    from .checkpoints import write_atomic_text
 
     if not failures:
         if os.path.isfile(path):
             os.remove(path)
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(f"{source}\t{reason}\n" for source, reason in failures))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    write_atomic_text(path, "".join(f"{source}\t{reason}\n" for source, reason in failures))

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .data.corpus import Utterance, assign_splits
-from .features import IMAGE_EXTENSIONS, Item, batches
+from .data.inputs import IMAGE_EXTENSIONS, Item
+from .features import batches
 from .hub import load
 from .modules.errors import InputError
 

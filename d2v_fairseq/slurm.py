@@ -147,8 +147,6 @@ def wait(job, logs: str, stream: Callable[[str], None] = lambda line: print(line
          poll_s: float = 2.0) -> int:
     """Streams rank 0's log until the job leaves the queue; returns 0 when every task finished
     its training, 1 otherwise (with the failing task's error printed)."""
-    from submitit.core.utils import pickle_load
-
     log_path = rank0_log(logs, job.job_id)
     position = 0
     while True:
@@ -165,16 +163,26 @@ def wait(job, logs: str, stream: Callable[[str], None] = lambda line: print(line
         time.sleep(poll_s)
     failed = []
     for task in range(_task_count(job)):
-        result = os.path.join(logs, f"{job.job_id}_{task}_result.pkl")
-        if not os.path.isfile(result):
-            failed.append(f"task {task}: no result (killed or never started; see {logs})")
-            continue
-        outcome, value = pickle_load(result)
-        if outcome != "success":
-            failed.append(f"task {task}: {str(value).strip().splitlines()[-1]}")
+        failure, _ = task_result(logs, job.job_id, task)
+        if failure:
+            failed.append(f"task {task}: {failure}")
     for line in failed:
         print(f"SLURM job {job.job_id} {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def task_result(logs: str, job_id: str, task: int):
+    """(None, what task ``task`` of job ``job_id`` returned), or (why it failed, None): its
+    submitit result file in ``logs`` is missing (killed, never started) or holds an error."""
+    from submitit.core.utils import pickle_load
+
+    path = os.path.join(logs, f"{job_id}_{task}_result.pkl")
+    if not os.path.isfile(path):
+        return f"no result (killed or never started; see {logs}/{job_id}_{task}_log.err)", None
+    outcome, value = pickle_load(path)
+    if outcome != "success":
+        return str(value).strip().splitlines()[-1], None
+    return None, value
 
 
 def _task_count(job) -> int:
@@ -218,8 +226,6 @@ def run_shards(module: str, function: str, kwargs: Dict, count: int, options: Sl
     """Submits ``count`` shard tasks of ``module.function(**kwargs)`` as one job array and, unless
     ``options.wait`` is false, waits for them: returns each shard's result in shard order (None
     when not waiting). Raises InputError naming every shard that failed."""
-    from submitit.core.utils import pickle_load
-
     logs = os.path.abspath(logs)
     os.makedirs(logs, exist_ok=True)
     executor = _executor(options, logs, command)
@@ -240,15 +246,10 @@ def run_shards(module: str, function: str, kwargs: Dict, count: int, options: Sl
         time.sleep(poll_s)
     results, failed = [], []
     for index, job in enumerate(jobs):
-        path = os.path.join(logs, f"{job.job_id}_0_result.pkl")
-        if not os.path.isfile(path):
-            failed.append(f"shard {index}: no result (killed or never started; {logs}/{job.job_id}_0_log.err)")
-            results.append(None)
-            continue
-        outcome, value = pickle_load(path)
-        if outcome != "success":
-            failed.append(f"shard {index}: {str(value).strip().splitlines()[-1]}")
-        results.append(value if outcome == "success" else None)
+        failure, value = task_result(logs, job.job_id, 0)  # an array task: one SLURM task each
+        if failure:
+            failed.append(f"shard {index}: {failure}")
+        results.append(value)
     if failed:
         raise InputError(f"SLURM job array {array}: {len(failed)} of {count} shards failed (the same command again "
                          "resumes them): " + "; ".join(failed))

@@ -101,8 +101,6 @@ def _guarded_load(original: Callable) -> Callable:
         default_restore = cfg.restore_file == "checkpoint_last.pt"
         suffix = trainer.checkpoint_suffix or ""
         last = os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")
-        if cfg.write_checkpoints_asynchronously:
-            raise AsyncWritesRefused(ASYNC_WRITES, path="checkpoint.write_checkpoints_asynchronously")
         if rank() == 0:  # one lock per save_dir and run: rank 0's, never one rank blocking another
             lines = [acquire_lock(cfg.save_dir)]
             stale = remove_stale_temporaries(cfg.save_dir)  # a killed writer's, under the lock

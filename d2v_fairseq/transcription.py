@@ -15,13 +15,14 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .data.audio import SAMPLE_RATE, read_audio
 from .data.inputs import find_items, parse_shard, shard_range
 from .decoding.timing import to_json, to_srt
 from .hub import Transcriber
-from .checkpoints import fsync_dir
+from .checkpoints import write_atomic_text
 from .inference import AppendLog, stream_batches, warn_unreadable, write_failures
 
 
@@ -110,12 +111,7 @@ def transcribe_to_stdout(asr: Transcriber, sources: Sequence[str], window: float
             continue
         os.makedirs(output_dir, exist_ok=True)
         srt = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".srt")
-        with open(srt + ".tmp", "w", encoding="utf-8") as f:  # whole or absent, as every output
-            f.write(to_srt(transcript.words))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(srt + ".tmp", srt)
-        fsync_dir(output_dir)
+        write_atomic_text(srt, to_srt(transcript.words))  # whole or absent, as every output
         print(f"{path}\t{transcript.text}\t{srt}", flush=True)
 
 
@@ -142,17 +138,8 @@ def join_shards(output: str, count: int) -> None:
     for suffix in ("", ".failed.tsv"):
         parts = [shard_output(output, i, count) + suffix for i in range(count)]
         parts = [p for p in parts if os.path.isfile(p)]
-        target = output + suffix
-        if not parts:
-            continue
-        with open(target + ".tmp", "w", encoding="utf-8") as out:
-            for part in parts:
-                with open(part, encoding="utf-8") as f:
-                    out.write(f.read())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(target + ".tmp", target)
-    fsync_dir(os.path.dirname(os.path.abspath(output)))
+        if parts:
+            write_atomic_text(output + suffix, "".join(Path(p).read_text(encoding="utf-8") for p in parts))
 
 
 def summed(summaries: Sequence[Dict]) -> Dict:

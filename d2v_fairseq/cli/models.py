@@ -23,6 +23,12 @@ def add_decoder_options(p: argparse.ArgumentParser, default_decoder: str = "vite
     p.add_argument("--unk-score", type=float, help="score of an unknown word (default -inf)")
 
 
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    """``--precision``: one name and meaning across the commands that run a model."""
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
+
+
 def decoder_args(args: argparse.Namespace) -> dict:
     """The Transcriber's decoder options from parsed ``add_decoder_options`` arguments."""
     return {key: getattr(args, key) for key in
@@ -49,8 +55,7 @@ def register(sub) -> None:
                    "4.8M: 300 s of audio)")
     p.add_argument("--batch-size", type=int, default=16, help="--output: recordings per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
+    add_precision_option(p)
     p.add_argument("--data", help="the fine-tuning data folder (its dict.ltr.txt), if it moved since fine-tuning")
     p.add_argument("--window", type=float, default=30.0, help="seconds read at once (default 30; 0: whole files)")
     p.add_argument("--context", type=float, default=2.5, help="seconds of overlap on each side of a window's "
@@ -85,8 +90,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="images and tags: how many classes to list, best first")
     p.add_argument("--per-class", help="images and tags: write every class's score to this file (TSV)")
     p.add_argument("--json", help="write all the scores to this JSON file")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
+    add_precision_option(p)
     add_decoder_options(p)
     p.set_defaults(func=_evaluate, log_level=logging.WARNING)
 
@@ -108,8 +112,7 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=1_600_000, help="padded input units per batch (samples, tokens)")
     p.add_argument("--batch-size", type=int, default=64, help="items per batch at most")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
+    add_precision_option(p)
     p.add_argument("--sp-model", help="text: the sentencepiece model (default: beside the data's dict.txt)")
     p.add_argument("--data", help="text: the folder with the checkpoint's dict.txt, if not where it was trained "
                    "(released checkpoints name the authors' folders)")
@@ -132,9 +135,7 @@ def register(sub) -> None:
     p.add_argument("--plot", default="probe.png", help="the PNG to write")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out rows whose audio is missing, unreadable or empty (listed), instead of stopping")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="the model's forward pass: fp32, bf16 (CPU and GPU), fp16 (GPU); outputs stay fp32")
-
+    add_precision_option(p)
     p.set_defaults(func=_probe, log_level=logging.WARNING)
 
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers or fairseq's reference",
@@ -172,8 +173,7 @@ def _transcribe(args: argparse.Namespace) -> None:
         summary = transcribe_corpus(asr, args.audio, args.output, max_tokens=args.max_tokens,
                                     batch_size=args.batch_size, window=args.window, context=args.context,
                                     timestamps=args.timestamps, shard=args.shard)
-        for line in closing_lines(summary, args.output):
-            print(line, file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
+        _print_closing(closing_lines(summary, args.output))
         return
     from ..transcription import transcribe_to_stdout
 
@@ -194,7 +194,12 @@ def _transcribe_on_slurm(args: argparse.Namespace, options, logs: str) -> None:
     if results is None:
         return
     join_shards(kwargs["output"], args.shards)
-    for line in closing_lines(summed(results), args.output):
+    _print_closing(closing_lines(summed(results), args.output))
+
+
+def _print_closing(lines) -> None:
+    """A corpus run's closing lines: WARNINGs on stderr, the summary on stdout."""
+    for line in lines:
         print(line, file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
 
 
