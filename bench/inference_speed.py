@@ -1,10 +1,10 @@
 """Speech inference: this package against transformers on the same exported weights.
 
-    .venv/bin/python bench/inference_speed.py [--width tiny|base] [--rounds 3] [--work DIR]
+    .venv/bin/python bench/inference_speed.py [--width tiny|base|base12] [--rounds 3] [--work DIR]
                                               [--precisions fp32,bf16]
 
 A CTC model of the width (tiny: the demo's 4 blocks of 64 dims; base: 768 dims, 12 heads,
-2 blocks, the 512-channel front end) is made in WORK by a few updates of pre-training and CTC
+2 blocks, the 512-channel front end; base12: the same with Base's 12 blocks) is made in WORK by a few updates of pre-training and CTC
 fine-tuning on the synthesized demo corpus (built once), then exported with ``d2v export`` to
 transformers' ``Data2VecAudioForCTC``. On the test recordings (their real lengths, batches of
 8, padded, transformers given the attention mask), interleaved rounds time:
@@ -37,6 +37,10 @@ WIDTHS = {
     "base": ["model.encoder_embed_dim=768", "model.encoder_ffn_embed_dim=3072", "model.encoder_attention_heads=12",
              "model.encoder_layers=2", "model.average_top_k_layers=2", "model.conv_pos_groups=16",
              "model.conv_feature_layers='[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2'"],
+    # the whole Base shape: the paper's 12 blocks and its top-8 targets
+    "base12": ["model.encoder_embed_dim=768", "model.encoder_ffn_embed_dim=3072", "model.encoder_attention_heads=12",
+               "model.encoder_layers=12", "model.average_top_k_layers=8", "model.conv_pos_groups=16",
+               "model.conv_feature_layers='[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2'"],
 }
 
 

@@ -2,7 +2,9 @@
 ``tests/helpers/slurm_cluster.sh`` (Debian's slurm-wlm and munge, installed if missing and root).
 A 2-node x 1-task job of tiny speech pre-training is one DDP job of world size 2 whose result
 equals the same run under ``torchrun --nnodes 2``; a job signalled as timed out (USR2) while it trains is requeued and resumes from
-``checkpoint_last.pt`` and ends where the uninterrupted run ends."""
+``checkpoint_last.pt`` and ends where the uninterrupted run ends. A corpus job array gives the
+one-process transcripts and hubert shards; a shard task signalled the same way is requeued, skips
+what it wrote and the array ends with every recording once."""
 
 import glob
 import os
@@ -157,3 +159,47 @@ def test_a_corpus_job_array_gives_the_one_process_transcripts_and_hubert_shards(
     assert features.returncode == 0, features.stdout[-2000:] + features.stderr[-2000:]
     lengths = [(tmp_path / "dump" / f"valid_{r}_2.len").read_text().split() for r in range(2)]
     assert [len(n) for n in lengths] == [4, 4]  # fairseq's get_shard_range of 8 lines
+
+
+def test_a_requeued_shard_task_resumes_and_the_array_gives_every_recording_once(cluster, demo_corpus, finetuned,
+                                                                               tmp_path):
+    from d2v_fairseq.transcription import shard_output
+
+    corpus = tmp_path / "corpus"
+    wavs = sorted(glob.glob(os.path.join(demo_corpus, "wav", "*.wav")))
+    for i in range(480):  # 12 folders of the same 40 names
+        (corpus / f"d{i // 40:02d}").mkdir(parents=True, exist_ok=True)
+        os.link(wavs[i % len(wavs)], corpus / f"d{i // 40:02d}" / f"r{i % 40:02d}.wav")
+    checkpoint = str(finetuned / "ft" / "checkpoint_best.pt")
+    d2v, env = os.path.join(VENV_BIN, "d2v"), env_with(cluster)
+    one = subprocess.run([d2v, "transcribe", checkpoint, str(corpus), "--output", str(tmp_path / "one.tsv")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    output = tmp_path / "array.tsv"
+    proc = subprocess.Popen([d2v, "transcribe", checkpoint, str(corpus), "--output", str(output), "--batch-size", "4",
+                             "--slurm", "--shards", "2", "--partition", "local", "--time", "10"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = tmp_path / shard_output("array.tsv", 0, 2)
+    deadline = time.time() + 600
+    while not first.exists() or not first.read_text():  # shard 0 is transcribing
+        assert time.time() < deadline and proc.poll() is None, "shard 0 never wrote a line"
+        time.sleep(0.05)
+    task = next(line.split()[0] for line in subprocess.run(["squeue", "-h", "-o", "%i %T"], env=env,
+                                                            capture_output=True, text=True).stdout.splitlines()
+                if line.split()[0].endswith("_0"))
+    subprocess.run(["scancel", "--signal=USR2", task], env=env, check=True)  # as before a time limit
+    while "PENDING" not in subprocess.run(["squeue", "-h", "-j", task, "-o", "%T"], env=env, capture_output=True,
+                                          text=True).stdout:
+        assert time.time() < deadline, "the shard task was not requeued"
+        time.sleep(0.1)
+    done_before_requeue = len(first.read_text().splitlines())
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=env, check=True)
+    out = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, out[-3000:]
+    log = open(glob.glob(str(tmp_path / "array.tsv.slurm" / f"{task}_0_log.out"))[0]).read()
+    assert "Calling checkpoint method" in log and "Requeued job" in log
+    assert 0 < done_before_requeue < 240
+    # the requeued task skipped what it had written before the signal, and transcribed the rest
+    assert f"{480 - done_before_requeue} recordings transcribed, {done_before_requeue} already in" in out, out[-2000:]
+    lines = {name: (tmp_path / name).read_text().splitlines() for name in ("one.tsv", "array.tsv")}
+    assert len(lines["array.tsv"]) == 480 and sorted(lines["array.tsv"]) == sorted(lines["one.tsv"])

@@ -1,7 +1,9 @@
 """``d2v transcribe INPUT... --output FILE`` over a corpus (d2v_fairseq.transcription): nested
 folders with repeated file names and broken files, every readable recording exactly once and
 equal to transcribing it alone; a kill between batches, and a line cut short, then the same
-command: the uninterrupted result; shards that add up to the one-process result."""
+command: the uninterrupted result; 1,000 recordings killed at random moments (the seed is in any
+failure's message) and run again until done: every readable one exactly once, the uninterrupted
+transcripts; shards that add up to the one-process result."""
 
 import os
 import shutil
@@ -145,3 +147,83 @@ def test_bf16_transcribes_as_fp32(finetuned, nested, demo_corpus, tmp_path):
     out = tmp_path / "bf16.tsv"
     transcribe(finetuned, str(nested), "--output", str(out), "--precision", "bf16")
     assert read_output(out)[1] == {p: full.transcribe(read_audio(p)) for p in readable(nested)}
+
+
+@pytest.fixture(scope="module")
+def thousand(nested, tmp_path_factory):
+    """1,000 recordings in 25 folders two deep (``dNN/sM/``, the same 40 names in each), links to
+    the 16 readable recordings of ``nested`` cycled, and two broken files among them."""
+    root = tmp_path_factory.mktemp("thousand")
+    sources = readable(nested)
+    for i in range(1000):
+        folder = root / f"d{i // 200}" / f"s{i // 40 % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        source = sources[i % len(sources)]
+        os.link(source, folder / f"r{i % 40:02d}{os.path.splitext(source)[1]}")
+    broken = [root / "d1" / "s2" / "r07.wav", root / "d4" / "s0" / "r33.wav"]
+    for path in broken:
+        path.unlink()
+        path.write_bytes(b"RIFF" + bytes(40))  # a header and no audio
+    return root, [str(p) for p in broken]
+
+
+def lines_in(path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+
+
+def run_until_written(cmd, out, before: int):
+    """Starts ``cmd`` and returns (the process, seconds) once ``out`` holds more than ``before``
+    lines, or the process has ended."""
+    import time
+
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while lines_in(out) <= before and proc.poll() is None:
+        time.sleep(0.01)
+    return proc, time.monotonic() - began
+
+
+def test_a_thousand_recordings_killed_at_random_moments_end_as_one_uninterrupted_run(finetuned, thousand, tmp_path):
+    import random
+    import time
+
+    root, broken = thousand
+    command = [os.path.join(VENV_BIN, "d2v"), "transcribe", f"{finetuned}/ft/checkpoint_best.pt", str(root),
+               "--batch-size", "8", "--output"]
+    straight, killed = tmp_path / "straight.tsv", tmp_path / "killed.tsv"
+    proc, _ = run_until_written(command + [str(straight)], straight, 0)
+    began = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    writing = time.monotonic() - began  # seconds from the first line written to the end
+    paths, expected = read_output(straight)
+    every = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    assert len(every) == 1000 and sorted(paths) == sorted(set(every) - set(broken)) and len(paths) == 998
+    assert "998 recordings transcribed" in stdout and lines_in(tmp_path / "straight.tsv.failed.tsv") == 2
+
+    seed = random.randrange(10**6)
+    draw = random.Random(seed)
+    written = []  # lines on disk after each kill
+    for _ in range(8):  # the same command again each time, killed at a random moment once it writes
+        if sum(0 < n < 998 for n in written) >= 2:
+            break
+        before = lines_in(killed)
+        proc, _ = run_until_written(command + [str(killed)], killed, before)
+        try:
+            proc.wait(timeout=draw.uniform(0, 0.8 * writing * (998 - before) / 998))
+            for path in (killed, tmp_path / "killed.tsv.failed.tsv"):  # it ended first: start again
+                path.unlink()
+            written.clear()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            assert proc.wait() == -signal.SIGKILL
+            written.append(lines_in(killed))
+    assert sum(0 < n < 998 for n in written) >= 2, f"seed {seed}: lines after each kill {written}"
+    last = transcribe(finetuned, str(root), "--batch-size", "8", "--output", str(killed))
+    assert f"{998 - written[-1]} recordings transcribed, {written[-1]} already in" in last.stdout, last.stdout
+    paths, text = read_output(killed)
+    assert len(paths) == len(set(paths)) == 998, f"seed {seed}, lines after each kill: {written}"
+    assert text == expected, f"seed {seed}"
+    failed = sorted(line.split("\t")[0] for line in (tmp_path / "killed.tsv.failed.tsv").read_text().splitlines())
+    assert failed == sorted(broken)
