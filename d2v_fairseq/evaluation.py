@@ -27,6 +27,7 @@ from .hub import Transcriber, autocast, load_checkpoint, read_checkpoint
 from .modules.errors import InputError
 from .modules.metrics import average_precisions, matthews_correlation, top_k_correct
 
+CTC_MODELS = ("wav2vec_ctc", "d2v_hubert_ctc")  # fairseq's CTC models of data2vec / wav2vec 2.0 and of HuBERT
 # what each kind of checkpoint is scored on by default
 DEFAULT_SPLITS = {"ctc": "test", "images": "val", "tags": "eval", "text": "test"}
 
@@ -34,7 +35,7 @@ DEFAULT_SPLITS = {"ctc": "test", "images": "val", "tags": "eval", "text": "test"
 def checkpoint_kind(cfg) -> str:
     """"ctc", "images", "tags" or "text" for a fine-tuned checkpoint's config; InputError else."""
     model, task = cfg.model.get("_name"), cfg.task.get("_name")
-    if model == "wav2vec_ctc":
+    if model in CTC_MODELS:
         return "ctc"
     if model in ("data2vec_image_classification", "mae_image_classification"):
         return "images"

@@ -13,10 +13,11 @@ def register(sub) -> None:
         "study recipe (the demo's data and an 8-block model) or --recipe; then, when the recipe names "
         "finetune.random_init, the same fine-tuning from random init per seed. Runs are keyed by their resolved "
         "configs, data and seed: finished runs are reused, interrupted ones resume.")
-    p.add_argument("study", choices=("top-k", "target", "context", "budget"),
+    p.add_argument("study", choices=("top-k", "target", "context", "budget", "method"),
                    help="top-k: K top blocks averaged; target: ffn, ffn-residual, attn, block; "
                    "context: teacher attention window (steps, fraction of the input, or full); "
-                   "budget: pre-training updates, plotted against the pre-training seconds")
+                   "budget: pre-training updates, plotted against the pre-training seconds; "
+                   "method: data2vec, data2vec2, wav2vec2, hubert, each pre-trained for the same seconds")
     p.add_argument("--modality", choices=("speech", "text", "vision"),
                    help="the modality (its default recipe); optional with --recipe")
     p.add_argument("--values", help="comma-separated settings, e.g. 1,2,4,8 or ffn,block or 2,8,32,full "
@@ -26,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--recipe", help="a study recipe YAML (see `d2v configs ablations`): pre-training and "
                    "fine-tuning configs, update counts, data, metric")
     p.add_argument("--plot", help="the PNG to write (default WORK/STUDY.png)")
+    p.add_argument("--seconds", type=float, help="method: each method's pre-training time in seconds of training "
+                   "(default: the recipe's pretrain.seconds)")
     p.add_argument("--scores-from", metavar="RESULTS_JSON",
                    help="take the score of every run this earlier results.json lists under the same run directory "
                    "(same resolved pre-training config, seed and data) instead of training it again")
@@ -46,4 +49,4 @@ def _ablate(args: argparse.Namespace) -> None:
     if args.modality is None and args.recipe is None:
         raise StudyError("give --modality (speech, text, vision) or --recipe")
     run_study(args.study, args.modality, args.values, args.seeds, args.work, args.recipe, args.plot,
-              scores_from=args.scores_from)
+              scores_from=args.scores_from, seconds=args.seconds)

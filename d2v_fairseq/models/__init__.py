@@ -5,3 +5,4 @@ from .data2vec_vision import Data2VecImageClassificationModel, Data2VecVisionCon
 from .audio_classification import Data2VecAudioClassificationModel  # noqa: F401
 from .data2vec_multi import Data2VecMultiModel  # noqa: F401
 from .multi_finetuning import Data2VecTextClassificationModel, MaeImageClassificationModel  # noqa: F401
+from .hubert_ctc import HubertCtcModel  # noqa: F401

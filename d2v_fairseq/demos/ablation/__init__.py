@@ -6,7 +6,10 @@
 * ``context``: how much of the input the teacher's self-attention sees
   (``teacher_attention_window``: steps, a fraction of the input, or ``full``);
 * ``budget``: the number of pre-training updates, scored against the pre-training seconds they
-  took (a time-to-quality curve; ``--replot`` joins several recipes' curves in one plot).
+  took (a time-to-quality curve; ``--replot`` joins several recipes' curves in one plot);
+* ``method``: data2vec, data2vec 2.0, wav2vec 2.0 and HuBERT (a recipe's ``methods``), each
+  pre-trained for the recipe's seconds of training, then fine-tuned alike (``labels``: HuBERT's
+  MFCC k-means labels).
 
 A study runs, for every setting and pre-training seed, one pre-training and one fine-tuning +
 scoring with a *recipe* (``configs/ablations/MODALITY.yaml`` by default: the demo's data and a

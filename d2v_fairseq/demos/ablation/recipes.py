@@ -34,6 +34,20 @@ class Stage:
 
 
 @dataclass
+class Method:
+    """A pre-training method of the method study: its own config and overrides (after the
+    recipe's common pre-training overrides), the overrides its fine-tuning adds, and the labels
+    it needs made first (``mfcc-kmeans``: HuBERT's first iteration, named ``{labels}``)."""
+
+    pretrain: Stage
+    finetune_overrides: List[str] = field(default_factory=list)
+    labels: Optional[str] = None
+
+
+LABEL_KINDS = ("mfcc-kmeans",)
+
+
+@dataclass
 class Recipe:
     """What a study runs for each setting: pre-training, fine-tuning, scoring."""
 
@@ -49,15 +63,25 @@ class Recipe:
     # overrides that turn the fine-tuning into one from random initialization (None: no baseline)
     random_init: Optional[List[str]] = None
     label: str = ""  # how plots name the recipe (default: the file's name)
+    # the method study: its methods, and the pre-training budget in seconds of fairseq's training
+    # clock that every method gets (each method's update count measured by a first run of
+    # ``calibrate`` updates)
+    methods: Dict[str, Method] = field(default_factory=dict)
+    seconds: Optional[float] = None
+    calibrate: int = 40
 
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
 
 
-def default_recipe(modality: str) -> str:
-    """The installed study recipe of ``modality``."""
-    return os.path.join(config_root(), "ablations", f"{modality}.yaml")
+def default_recipe(modality: str, study: str = "") -> str:
+    """The installed study recipe of ``modality`` (the method study's own: ``method-MODALITY``)."""
+    name = f"method-{modality}" if study == "method" else modality
+    path = os.path.join(config_root(), "ablations", f"{name}.yaml")
+    if study == "method" and not os.path.isfile(path):
+        raise StudyError(f"the method study ships a speech recipe only; give --recipe FILE for {modality}")
+    return path
 
 
 def load_recipe(path: str) -> Recipe:
@@ -78,21 +102,36 @@ def load_recipe(path: str) -> Recipe:
             raise StudyError(f"recipe key {where}{key} is missing", path=path)
         return section[key]
 
-    def stage(name: str) -> Stage:
-        section = need(raw, name, "")
+    def stage(name: str, section: dict, updates_needed: bool = True) -> Stage:
         config = need(section, "config", f"{name}.")
         config = config if os.path.isabs(config) else os.path.join(
             os.path.dirname(os.path.abspath(path)) if os.path.isfile(os.path.join(os.path.dirname(path), config))
             else config_root(), config)
         if not os.path.isfile(config):
             raise StudyError(f"recipe key {name}.config: no such config file {config}", path=path)
-        return Stage(config, int(need(section, "updates", f"{name}.")), [str(o) for o in section.get("overrides") or []])
+        updates = int(need(section, "updates", f"{name}.")) if updates_needed else int(section.get("updates") or 0)
+        return Stage(config, updates, [str(o) for o in section.get("overrides") or []])
 
     modality = need(raw, "modality", "")
     if modality not in MODALITIES:
         raise StudyError(f"recipe key modality: {modality!r} is not one of {', '.join(MODALITIES)}", path=path)
     score = need(raw, "score", "")
-    pretrain, finetune = stage("pretrain"), stage("finetune")
+    seconds = need(raw, "pretrain", "").get("seconds")
+    pretrain = stage("pretrain", raw["pretrain"], updates_needed=seconds is None)
+    finetune = stage("finetune", need(raw, "finetune", ""))
+    methods = {}
+    for name, section in (raw.get("methods") or {}).items():
+        if not isinstance(section, dict):
+            raise StudyError(f"recipe key methods.{name}: a config, overrides, finetune_overrides and labels",
+                             path=path)
+        labels = section.get("labels")
+        if labels is not None and labels not in LABEL_KINDS:
+            raise StudyError(f"recipe key methods.{name}.labels: {labels!r} is not one of {', '.join(LABEL_KINDS)}",
+                             path=path)
+        methods[str(name)] = Method(stage(f"methods.{name}", section, updates_needed=False),
+                                    [str(o) for o in section.get("finetune_overrides") or []], labels)
+    if methods and seconds is None:
+        raise StudyError("recipe key pretrain.seconds is missing: the methods share a pre-training time", path=path)
     random_init = raw["finetune"].get("random_init")
     if random_init is not None and not isinstance(random_init, list):
         raise StudyError("recipe key finetune.random_init: a list of overrides", path=path)
@@ -101,7 +140,8 @@ def load_recipe(path: str) -> Recipe:
                   str(need(score, "metric", "score.")), raw.get("data"),
                   {k: str(v) for k, v in (raw.get("values") or {}).items()},
                   None if random_init is None else [str(o) for o in random_init],
-                  str(raw.get("label") or os.path.splitext(os.path.basename(path))[0]))
+                  str(raw.get("label") or os.path.splitext(os.path.basename(path))[0]), methods,
+                  None if seconds is None else float(seconds), int(raw["pretrain"].get("calibrate") or 40))
 
 
 def stage_overrides(stage: Stage, substitutions: Dict[str, str], extra: Sequence[str] = ()) -> List[str]:

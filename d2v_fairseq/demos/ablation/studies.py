@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ...modules.transformer import TARGET_FEATURES
-from .recipes import Recipe, StudyError, model_depth
+from .recipes import Recipe, Stage, StudyError, model_depth
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,14 @@ class Study:
         """The overrides that make a pre-training run this setting (``++``: set the key whether
         or not the config file names it)."""
         return [f"++{self.key}={self.config_value(value)}"]
+
+    def pretrain_stage(self, value: str, recipe: "Recipe") -> Stage:
+        """The pre-training config and overrides of a run of this setting."""
+        return recipe.pretrain
+
+    def finetune_overrides(self, value: str, recipe: "Recipe") -> List[str]:
+        """What a run of this setting adds to the recipe's fine-tuning overrides."""
+        return []
 
 
 class TopKStudy(Study):
@@ -117,6 +125,34 @@ class BudgetStudy(Study):
         return "pre-training wall clock, seconds (start-up included)"
 
 
+class MethodStudy(Study):
+    """The pre-training method: each of the recipe's ``methods`` (its own config) pre-trained for
+    the recipe's seconds, then the same fine-tuning."""
+
+    def default_values(self, recipe):
+        return list(recipe.methods) or None
+
+    def problem(self, value, recipe):
+        if not recipe.methods:
+            return "the recipe names no methods (see configs/ablations/method-speech.yaml)"
+        if value not in recipe.methods:
+            return f"{value!r} is not a method of the recipe; choose from {', '.join(recipe.methods)}"
+        return None
+
+    def setting_overrides(self, value):
+        return []  # the method's own config is the setting
+
+    def pretrain_stage(self, value, recipe):
+        method = recipe.methods[value]
+        return Stage(method.pretrain.config, 0, recipe.pretrain.overrides + method.pretrain.overrides)
+
+    def finetune_overrides(self, value, recipe):
+        return recipe.methods[value].finetune_overrides
+
+    def axis_label(self, modality):
+        return "pre-training method (the same pre-training seconds each)"
+
+
 STUDIES = {
     "top-k": TopKStudy("top-k", "model.average_top_k_layers", "K", "K: top blocks averaged into the target",
                        "paper (Base, all modalities): averaging several top blocks beats K=1, markedly for speech "
@@ -130,6 +166,9 @@ STUDIES = {
     "budget": BudgetStudy("budget", "optimization.max_update", "updates", "pre-training updates",
                           "paper (data2vec 2.0, Base): MAE's ImageNet accuracy in 16.4x less pre-training time, "
                           "wav2vec 2.0's LibriSpeech WER in 10.6x less, RoBERTa's GLUE score in half the time"),
+    "method": MethodStudy("method", "method", "method", "pre-training method",
+                          "paper (Table 1, Base, LibriSpeech test-other, 4-gram LM): data2vec beats wav2vec 2.0 and "
+                          "HuBERT at every amount of labelled data, 10 minutes to 960 hours"),
 }
 
 

@@ -32,8 +32,9 @@ def summarize(study: Study, recipe: Recipe, results: List[RunResult]) -> List[Di
         shared = [key for key in runs[0].scores if key not in (recipe.metric, "n") and all(key in r.scores for r in runs)]
         row = {"value": value, "seeds": [r.seed for r in runs], "scores": scores, "mean": mean, "std": std,
                "other_means": {key: sum(r.scores[key] for r in runs) / len(runs) for key in shared}}
-        if all("pretrain_s" in r.scores for r in runs):  # per seed: a time-to-quality plot's x
-            row["pretrain_s"] = [r.scores["pretrain_s"] for r in runs]
+        for key in ("pretrain_s", "pretrain_train_s", "pretrain_updates"):  # per seed: time-to-quality's x
+            if all(key in r.scores for r in runs):
+                row[key] = [r.scores[key] for r in runs]
         if any(r.earlier for r in runs):
             row["seeds_from_earlier_table"] = [r.seed for r in runs if r.earlier]
         rows.append(row)
@@ -53,3 +54,16 @@ def format_table(study: Study, recipe: Recipe, rows: List[Dict], random_init: Op
         cells = "".join(f"{s:>9.2f}" for s in r["scores"]) + " " * 9 * (seeds - len(r["scores"]))
         lines.append(f"{r['value']:>14s}{cells}{r['mean']:>9.2f}{r['std']:>8.2f}")
     return "\n".join(lines)
+
+
+def paired_differences(rows: List[Dict]) -> Dict[str, Dict]:
+    """Each row's score minus the first row's, seed by seed (the seeds both have): {value:
+    {"per_seed": {seed: difference}, "mean": mean difference}}; the first row is the reference."""
+    reference = dict(zip(rows[0]["seeds"], rows[0]["scores"], strict=True))
+    out = {}
+    for row in rows[1:]:
+        per_seed = {seed: score - reference[seed] for seed, score in zip(row["seeds"], row["scores"], strict=True)
+                    if seed in reference}
+        out[row["value"]] = {"per_seed": per_seed,
+                             "mean": sum(per_seed.values()) / len(per_seed) if per_seed else None}
+    return out
