@@ -105,7 +105,8 @@ clean-demo:
 # the paper's ablations (top-k, target point, teacher context) on the demo data, each study's
 # table in work/ablations/MODALITY/results.json and its plot beside it, with the recipe's random
 # init; resumes where it stopped. Seeds as docs/results.md shows them: 3 for top-k and context,
-# 2 for the target studies; speech top-K once more at the speech demo's budget (K = 1 and 6, 3 seeds)
+# 2 for the target studies; speech top-K once more at the speech demo's budget (K = 1 and 6, 3 seeds);
+# data2vec against data2vec 2.0, wav2vec 2.0 and HuBERT at the same pre-training seconds (3 seeds)
 ablations: $(STAMP) espeak wordnet
 	$(D2V) ablate top-k --modality vision --values 1,3,6,8 --seeds 3 --work work/ablations/vision
 	$(D2V) ablate top-k --modality speech --values 1,3,6,8 --seeds 3 --work work/ablations/speech
@@ -116,6 +117,7 @@ ablations: $(STAMP) espeak wordnet
 	$(D2V) ablate target --modality vision --values ffn,attn,block --seeds 2 --work work/ablations/vision
 	$(D2V) ablate top-k --recipe d2v_fairseq/configs/ablations/speech-transcribing.yaml --values 1,6 --seeds 3 \
 		--work work/ablations/speech-transcribing
+	$(D2V) ablate method --modality speech --seeds 3 --work work/ablations/method-speech
 
 # time-to-quality curves: data2vec (v1) and 2.0 at several pre-training budgets, images and text,
 # the vision and text demos' recipes; one plot per modality in work/curves/

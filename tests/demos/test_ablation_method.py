@@ -106,3 +106,21 @@ def test_each_method_trains_for_the_same_seconds_and_a_rerun_reuses_every_run(sh
     assert [os.path.getmtime(p) for p in pretrained] == stamps
     rerun = json.loads((work / "results.json").read_text())["method-4s"]
     assert [r["pretrain_updates"] for r in rerun["rows"]] == [r["pretrain_updates"] for r in entry["rows"]]
+
+
+def test_the_time_to_quality_plot_joins_every_pre_training_time_of_the_files(tmp_path):
+    def entry(seconds, shift):
+        rows = [{"value": m, "seeds": [1, 2], "scores": [50.0 - shift + i, 52.0 - shift + i], "mean": 51.0 - shift + i,
+                 "std": 1.4, "pretrain_train_s": [seconds + 0.5, seconds + 0.7]} for i, m in enumerate(("a", "b"))]
+        return {"study": "method", "modality": "speech", "metric": "cer", "lower_is_better": True, "split": "test",
+                "rows": rows, "pretrain_seconds": seconds, "random_init": {"1": 90.0, "2": 91.0}}
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"method-60s": entry(60, 0), "top-k": {}, "method-120s": entry(120, 5)}))
+    plot = tmp_path / "m.png"
+    run_cli([os.path.join(VENV_BIN, "d2v"), "ablate", "method", "--replot", str(results), "--plot", str(plot)])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    results.write_text(json.dumps({"top-k": {}}))
+    proc = subprocess.run([os.path.join(VENV_BIN, "d2v"), "ablate", "method", "--replot", str(results), "--plot",
+                           str(plot)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no method tables" in proc.stderr

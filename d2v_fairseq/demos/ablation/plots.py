@@ -100,6 +100,33 @@ def plot_curves(entries: List[Dict], path: str) -> None:
             0.2, path)
 
 
+def plot_methods(entries: List[Dict], path: str) -> None:
+    """Time to quality of the method study: each method's score against the seconds of training
+    its runs had (fairseq's clock), one point per pre-training time (an entry ``method-Ns``), the
+    mean with one std, one thin line per seed; the random init dashed."""
+    fig, ax = _figure()
+    entries = sorted(entries, key=lambda e: e["pretrain_seconds"])
+    methods = list(dict.fromkeys(r["value"] for e in entries for r in e["rows"]))
+    for colour, method in enumerate(methods):
+        rows = [r for e in entries for r in e["rows"] if r["value"] == method]
+        for seed in sorted({seed for r in rows for seed in r["seeds"]}):
+            points = [(r["pretrain_train_s"][r["seeds"].index(seed)], r["scores"][r["seeds"].index(seed)])
+                      for r in rows if seed in r["seeds"]]
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=f"C{colour}", alpha=0.35, linewidth=1,
+                    marker=".")
+        ax.errorbar([sum(r["pretrain_train_s"]) / len(r["pretrain_train_s"]) for r in rows], [r["mean"] for r in rows],
+                    yerr=[r["std"] for r in rows], color=f"C{colour}", marker="o", capsize=3,
+                    label=f"{method} (mean +- std; thin: seeds)")
+    baseline = entries[-1].get("random_init")
+    if baseline:
+        value = sum(baseline.values()) / len(baseline)
+        ax.axhline(value, color="dimgray", linestyle="--", linewidth=1.2, label=f"random init, same recipe ({value:.1f})")
+    seeds = max(len(r["seeds"]) for e in entries for r in e["rows"])
+    _finish(fig, ax, entries[0], "pre-training: seconds of training (fairseq's clock), the same for every method",
+            f"time to quality by method, {entries[0]['modality']} ({seeds} seed(s) per point)",
+            STUDIES["method"].paper, 0.2, path)
+
+
 def recipe_label(entry: Dict) -> str:
     """A table's recipe as the plot names it: its ``label``, else the recipe file's name."""
     return entry.get("label") or os.path.splitext(os.path.basename(entry.get("recipe") or "recipe"))[0]
@@ -107,17 +134,25 @@ def recipe_label(entry: Dict) -> str:
 
 def replot(results_paths: Sequence[str], study_name: str, path: str) -> str:
     """Redraws a study's plot from a results.json (a work dir's, or a copy in docs/ablations);
-    a ``budget`` study draws the curves of every file given in one plot."""
+    a ``budget`` study draws the curves of every file given in one plot, ``method`` the time to
+    quality of every pre-training time the files hold."""
     entries = []
     for results_path in results_paths:
         with open(results_path) as f:
             table = json.load(f)
+        if study_name == "method":  # every pre-training time the file holds
+            entries += [entry for name, entry in table.items() if name.startswith("method-")]
+            continue
         if study_name not in table:
             raise StudyError(f"no {study_name!r} study in it (it holds {', '.join(table) or 'none'})",
                              path=results_path)
         entries.append(table[study_name])
     if study_name == "budget":
         plot_curves(entries, path)
+    elif study_name == "method":
+        if not entries:
+            raise StudyError("no method tables (method-SECONDSs) in " + ", ".join(results_paths))
+        plot_methods(entries, path)
     elif len(entries) > 1:
         raise StudyError(f"the {study_name} plot draws one table; only budget curves join several")
     else:
