@@ -136,7 +136,7 @@ class HubertDump:
         self.lengths.close()
 
 
-def _save_whole(array: np.ndarray, path: str) -> None:
+def save_whole(array: np.ndarray, path: str) -> None:
     """``np.save`` to ``path`` whole or not at all (``.tmp``, fsync, rename)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "wb") as f:
@@ -204,7 +204,7 @@ def extract(checkpoint: str, source: str, out_dir: str, layers: str = "all", poo
                         found[item.id] = feats[0].numpy()
                         continue
                     out = feats.mean(1) if pool == "mean" else feats  # (layers, C) or (layers, T, C)
-                    _save_whole(out.numpy().astype(np.float32), os.path.join(out_dir, item.id + ".npy"))
+                    save_whole(out.numpy().astype(np.float32), os.path.join(out_dir, item.id + ".npy"))
                     lines.append(f"{item.id}\t{item.source}\t{n}")
                 if written is not None:
                     fsync_dir(out_dir)

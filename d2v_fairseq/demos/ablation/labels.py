@@ -25,6 +25,7 @@ from ...checkpoints import write_atomic_json, write_atomic_text
 from ...data.audio import read_audio
 from ...data.manifest import read_manifest
 from ...data.mfcc import mfcc_with_deltas
+from ...features import save_whole
 from .recipes import StudyError
 
 CLUSTERS = 100  # fairseq's first HuBERT iteration on LibriSpeech
@@ -42,11 +43,7 @@ def dump_mfcc(data: str, split: str, out: str) -> None:
     root, entries = read_manifest(os.path.join(data, f"{split}.tsv"))
     features = [mfcc_with_deltas(torch.from_numpy(read_audio(os.path.join(root, e.path)))).numpy()
                 for e in entries]
-    with open(os.path.join(out, f"{split}_0_1.npy.tmp"), "wb") as f:
-        np.save(f, np.concatenate(features).astype(np.float32))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(os.path.join(out, f"{split}_0_1.npy.tmp"), os.path.join(out, f"{split}_0_1.npy"))
+    save_whole(np.concatenate(features).astype(np.float32), os.path.join(out, f"{split}_0_1.npy"))
     write_atomic_text(os.path.join(out, f"{split}_0_1.len"), "".join(f"{len(x)}\n" for x in features))
 
 

@@ -153,8 +153,9 @@ def run_setting(recipe: Recipe, study: Study, value: str, seed: int, data: str, 
         hydra_train(os.path.dirname(stage.config), pre_dir, updates, pre_overrides,
                     os.path.join(run_dir, "pretrain.log"), modality="",
                     config_name=os.path.splitext(os.path.basename(stage.config))[0], show=())
+        clock = None  # trained now: read again below
     pretrain_seconds = time.time() - pretrain_start
-    trained = training_clock(last) if budget else {}
+    trained = (clock or training_clock(last)) if budget else {}
     progress.line(label, seed, f"fine-tuning {recipe.finetune.updates} updates")
     return _fine_tuned(recipe, ft_dir, ft_overrides, data, seed, score, pretrain_seconds, progress, label, value,
                        run_dir, start, trained)
